@@ -1,0 +1,1 @@
+"""Benchmark runners: data loading, requests, per-sample scoring and official aggregation."""

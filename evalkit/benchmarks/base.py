@@ -1,0 +1,61 @@
+"""What every benchmark provides to the generate -> score -> report pipeline."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One benchmark item; `id` is stable across runs and names its folder under samples/."""
+
+    id: str
+    prompt: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    input_image: Path | None = None
+
+
+class SampleScorer(ABC):
+    """Scores generated images of one benchmark. Heavy models load in the constructor, once."""
+
+    @abstractmethod
+    def config(self) -> dict[str, Any]:
+        """Everything that changes the scores; hashed into every record."""
+
+    @abstractmethod
+    def score_images(self, samples: list[Sample], images: list[Image.Image]) -> list[dict[str, Any]]:
+        """One record per image (benchmark-specific fields); the pipeline adds ids and provenance."""
+
+
+class Benchmark(ABC):
+    """A benchmark under one protocol (prompts, judge, template, formula pinned by `protocol`)."""
+
+    name: str
+    protocol: str
+    images_per_sample: int = 1
+    columns: list[str]  # official table columns, in order, as shown in papers
+
+    @abstractmethod
+    def samples(self) -> list[Sample]:
+        """All samples of this protocol, in the official order."""
+
+    def request_options(self, sample: Sample) -> dict[str, Any]:
+        """Per-sample generator options the protocol fixes (e.g. think mode)."""
+        return {}
+
+    def scorer_config(self, **options: Any) -> dict[str, Any]:
+        """The scorer settings with defaults filled in; its hash keys the records (known before loading)."""
+        return dict(options)
+
+    @abstractmethod
+    def make_scorer(self, **options: Any) -> SampleScorer:
+        """Build the scorer (detector, judge...). Called only when there is something to score."""
+
+    @abstractmethod
+    def aggregate(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """Official aggregation: {column: value, ...} plus counts; never drops failures silently."""

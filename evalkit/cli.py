@@ -1,0 +1,385 @@
+"""The `evalkit` command line. Listing commands import no torch; errors are one line with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from evalkit.errors import EvalkitError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Evaluate and improve text-to-image models.")
+data_app = typer.Typer(no_args_is_help=True, help="Benchmark data: fetch and verify official files.")
+app.add_typer(data_app, name="data")
+out = Console()
+err = Console(stderr=True)
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="sd35m, tiny-sd3, diffusers:<id-or-path>, ...")]
+ProtocolOpt = Annotated[str | None, typer.Option(help="protocol id, e.g. geneval@long (default: the benchmark's)")]
+LimitOpt = Annotated[int | None, typer.Option(help="only the first N samples (quick runs)")]
+SeedOpt = Annotated[int, typer.Option(help="global seed; per-image seeds derive from it")]
+RunsDirOpt = Annotated[Path, typer.Option(help="where run folders live")]
+DataDirOpt = Annotated[Path | None, typer.Option(help="benchmark data folder (default $EVALKIT_DATA)")]
+OptionOpt = Annotated[list[str] | None, typer.Option("--option", "-o", help="generator option key=value")]
+ScoreOptionOpt = Annotated[list[str] | None, typer.Option("--score-option", help="scorer option key=value")]
+DetectorOpt = Annotated[str | None, typer.Option(help="GenEval detector backend: mmdet (official) or tiny")]
+DeviceOpt = Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: cuda:$LOCAL_RANK if any)")]
+DtypeOpt = Annotated[str | None, typer.Option(help="bf16, fp16 or fp32")]
+BatchOpt = Annotated[int, typer.Option(help="images per generator/scorer call")]
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_options(pairs: list[str] | None) -> dict[str, Any]:
+    """`key=value` pairs; values are JSON when they parse (numbers, booleans, lists), else strings."""
+    options = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise EvalkitError(f"option '{pair}' is not key=value")
+        key, value = pair.split("=", 1)
+        options[key.strip()] = _parse_value(value)
+    return options
+
+
+# -- listing (no torch) -----------------------------------------------------------------------------
+@app.command("ls")
+def ls(kind: Annotated[str | None, typer.Argument(help="models, benchmarks, judges or rewards")] = None) -> None:
+    """List registered models, benchmarks (with protocols), judges and rewards."""
+    from rich.table import Table
+
+    from evalkit import data, registry
+    from evalkit.errors import did_you_mean
+
+    kinds = [kind] if kind else list(registry.KINDS)
+    for k in kinds:
+        if k not in registry.KINDS:
+            raise did_you_mean("kind", k, list(registry.KINDS))
+        table = Table(title=k, show_header=True)
+        table.add_column("name")
+        table.add_column("description")
+        for name, entry in registry.KINDS[k].items():
+            summary = entry.summary
+            if k == "benchmarks":
+                summary += " [" + ", ".join(data.manifest(name)["protocols"]) + "]"
+            table.add_row(name, summary)
+        out.print(table)
+
+
+# -- run building blocks --------------------------------------------------------------------------------
+def _benchmark(name: str, protocol: str | None, data_dir: Path | None):
+    from evalkit import paths, registry
+
+    bench_name = name.split("@", 1)[0]
+    cls = registry.lookup("benchmarks", bench_name).load()
+    return cls(paths.data_dir(data_dir), protocol=protocol or name)
+
+
+def _generation_config(model: str, options: dict[str, Any], dtype: str | None, seed: int, bench) -> dict[str, Any]:
+    """What determines the images: hashed into the run folder's name."""
+    gen_options = {k: v for k, v in options.items() if k != "batch_size"}
+    return {
+        "model": model,
+        "options": gen_options,
+        "dtype": dtype,
+        "seed": seed,
+        "protocol": bench.protocol,
+        "images_per_sample": bench.images_per_sample,
+    }
+
+
+def _open_run(model: str, options, dtype, seed, bench, runs_dir: Path):
+    from evalkit.runs import Run
+
+    gen_config = _generation_config(model, options, dtype, seed, bench)
+    run = Run.for_config(runs_dir, bench.protocol, model, gen_config)
+    run.write_info({"benchmark": bench.name, "protocol": bench.protocol, "model": model, "generation": gen_config})
+    return run
+
+
+def _make_generator_factory(model: str, options: dict[str, Any], device: str | None, dtype: str | None):
+    from evalkit import registry
+    from evalkit.generators.base import ModelSpec
+
+    name, path = registry.parse_model(model)
+    spec = ModelSpec(name=name, path=path, options=options, device=device, dtype=dtype)
+
+    def factory():
+        generator = registry.lookup("models", name).load()(spec)
+        return generator
+
+    return factory
+
+
+def _progress(description: str, total: int):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err
+    )
+    task = bar.add_task(description, total=total)
+    return bar, lambda n: bar.advance(task, n)
+
+
+def _do_generate(run, bench, samples, model, options, device, dtype, seed, batch_size) -> None:
+    from evalkit import pipeline
+
+    todo = pipeline.pending_images(run, bench, samples)
+    if not todo:
+        err.print(f"[dim]generate: all {len(samples) * bench.images_per_sample} images present[/dim]")
+        return
+    factory = _make_generator_factory(model, options, device, dtype)
+    generator_config: dict[str, Any] = {}
+
+    def make():
+        generator = factory()
+        generator_config.update(generator.config())
+        return generator
+
+    bar, advance = _progress("generate", len(todo))
+    with bar:
+        pipeline.generate(run, bench, samples, make, global_seed=seed, batch_size=batch_size, progress=advance)
+    run.write_info({"generator": generator_config})
+
+
+def _do_score(run, bench, samples, score_options, shard, batch_size, rescore: bool) -> None:
+    from evalkit import pipeline
+    from evalkit.runs import stable_hash
+
+    config = bench.scorer_config(**score_options)
+    if rescore:
+        _move_records_aside(run)
+    todo = pipeline.pending_records(run, bench, samples, stable_hash(config))
+    pipeline.check_scorer(run, stable_hash(config))
+    if not todo:
+        err.print("[dim]score: every image already has a record[/dim]")
+        return
+    bar, advance = _progress("score", len(todo))
+    with bar:
+        pipeline.score(
+            run, bench, samples, lambda: bench.make_scorer(**score_options), config,
+            shard=shard, batch_size=batch_size, progress=advance,
+        )
+    run.write_info({"scoring": config})
+
+
+def _move_records_aside(run) -> None:
+    import time
+
+    for path in [run.root / "records.jsonl", *run.shard_record_files()]:
+        if path.exists():
+            path.rename(path.with_name(f"{path.stem}.{time.strftime('%Y%m%d-%H%M%S')}.bak.jsonl"))
+
+
+def _print_summary(run, summary: dict[str, Any]) -> None:
+    from evalkit.report.tables import build_table, render
+
+    out.print(render(build_table([run.root]), "md"))
+    out.print(f"[dim]{run.root}[/dim]")
+
+
+def _score_options(detector: str | None, score_option: list[str] | None, device: str | None) -> dict[str, Any]:
+    options = parse_options(score_option)
+    if detector:
+        options["detector"] = detector
+    if device:
+        options["device"] = device
+    return options
+
+
+# -- commands ----------------------------------------------------------------------------------------
+@app.command()
+def run(
+    benchmark: Annotated[str, typer.Argument(help="benchmark or protocol id, e.g. geneval, geneval@long")],
+    model: ModelOpt,
+    protocol: ProtocolOpt = None,
+    limit: LimitOpt = None,
+    seed: SeedOpt = 42,
+    runs_dir: RunsDirOpt = Path("runs"),
+    data_dir: DataDirOpt = None,
+    option: OptionOpt = None,
+    score_option: ScoreOptionOpt = None,
+    detector: DetectorOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    batch_size: BatchOpt = 4,
+    rescore: Annotated[bool, typer.Option(help="move old records aside and score again")] = False,
+) -> None:
+    """Generate, score and summarize a benchmark in one go (resumable)."""
+    from evalkit import pipeline
+    from evalkit.runs import Shard
+
+    bench = _benchmark(benchmark, protocol, data_dir)
+    options = parse_options(option)
+    shard = Shard.from_env()
+    samples = shard.select(bench.samples()[:limit])
+    runs = _open_run(model, options, dtype, seed, bench, runs_dir)
+    runs.write_info({"limit": limit, "seed": seed})
+    _do_generate(runs, bench, samples, model, options, device, dtype, seed, batch_size)
+    _do_score(runs, bench, samples, _score_options(detector, score_option, device), shard, batch_size, rescore)
+    if shard.world_size > 1:
+        err.print(f"rank {shard.rank} done; after all ranks finish run: evalkit merge {runs.root}")
+        return
+    summary = pipeline.summarize(runs, bench, bench.samples()[:limit])
+    _print_summary(runs, summary)
+
+
+@app.command()
+def gen(
+    benchmark: Annotated[str, typer.Argument(help="benchmark or protocol id")],
+    model: ModelOpt,
+    protocol: ProtocolOpt = None,
+    limit: LimitOpt = None,
+    seed: SeedOpt = 42,
+    runs_dir: RunsDirOpt = Path("runs"),
+    data_dir: DataDirOpt = None,
+    option: OptionOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    batch_size: BatchOpt = 4,
+) -> None:
+    """Only generate images (skips those already on disk)."""
+    from evalkit.runs import Shard
+
+    bench = _benchmark(benchmark, protocol, data_dir)
+    options = parse_options(option)
+    samples = Shard.from_env().select(bench.samples()[:limit])
+    runs = _open_run(model, options, dtype, seed, bench, runs_dir)
+    runs.write_info({"limit": limit, "seed": seed})
+    _do_generate(runs, bench, samples, model, options, device, dtype, seed, batch_size)
+    out.print(str(runs.root))
+
+
+@app.command()
+def score(
+    target: Annotated[str, typer.Argument(help="a run folder, or `geneval` with --detections")],
+    detections: Annotated[Path | None, typer.Option(help="GenEval: re-score recorded detections (JSONL)")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="where re-scored lines go (default stdout)")] = None,
+    limit: LimitOpt = None,
+    data_dir: DataDirOpt = None,
+    score_option: ScoreOptionOpt = None,
+    detector: DetectorOpt = None,
+    device: DeviceOpt = None,
+    batch_size: BatchOpt = 8,
+    rescore: Annotated[bool, typer.Option(help="move old records aside and score again")] = False,
+) -> None:
+    """Score the images of a run folder, or re-score GenEval detections without detector or CLIP."""
+    from evalkit import pipeline
+    from evalkit.runs import Run, Shard
+
+    if detections is not None:
+        if target.split("@")[0] != "geneval":
+            raise EvalkitError("--detections is only for geneval")
+        from evalkit.rescore import rescore_geneval_detections
+
+        rescore_geneval_detections(detections, out_file, parse_options(score_option))
+        return
+    path = Path(target)
+    if not (path / "run.json").exists():
+        raise EvalkitError(f"{target} is not a run folder (no run.json); did you mean `evalkit run {target} ...`?")
+    runs = Run(path)
+    info = runs.info()
+    bench = _benchmark(info["protocol"], info["protocol"], data_dir)
+    shard = Shard.from_env()
+    samples = shard.select(bench.samples()[: limit if limit is not None else info.get("limit")])
+    _do_score(runs, bench, samples, _score_options(detector, score_option, device), shard, batch_size, rescore)
+    if shard.world_size == 1:
+        _print_summary(runs, pipeline.summarize(runs, bench, bench.samples()[: info.get("limit")]))
+
+
+@app.command()
+def merge(run_dir: Annotated[Path, typer.Argument(help="run folder of a sharded run")], data_dir: DataDirOpt = None) -> None:
+    """Merge the per-rank records of a sharded run and write its summary."""
+    from evalkit import pipeline
+    from evalkit.runs import Run
+
+    runs = Run(run_dir)
+    info = runs.info()
+    n = runs.merge_shards()
+    bench = _benchmark(info["protocol"], info["protocol"], data_dir)
+    err.print(f"merged {n} records")
+    _print_summary(runs, pipeline.summarize(runs, bench, bench.samples()[: info.get("limit")]))
+
+
+@app.command()
+def report(
+    run_dirs: Annotated[list[Path], typer.Argument(help="run folders (rows of the table)")],
+    fmt: Annotated[str, typer.Option("--format", help="md, latex or csv")] = "md",
+    baseline: Annotated[Path | None, typer.Option(help="a run folder to show signed deltas against")] = None,
+    output: Annotated[Path | None, typer.Option("--output", help="write to a file instead of stdout")] = None,
+) -> None:
+    """A paper-style table: rows = runs, columns = official benchmark columns, protocol in a footnote."""
+    from evalkit.report.tables import build_table, render
+
+    text = render(build_table(run_dirs, baseline=baseline), fmt)
+    if output:
+        output.write_text(text)
+    else:
+        print(text)
+
+
+@app.command()
+def doctor(data_dir: DataDirOpt = None) -> None:
+    """Check torch/CUDA, optional packages, weights and benchmark data."""
+    from evalkit.doctor import checks
+
+    failed = False
+    for name, ok, detail in checks(data_dir):
+        mark = "[green]ok[/green]" if ok else "[yellow]--[/yellow]"
+        out.print(f"{mark}  {name}: {detail}")
+        failed |= ok is False and name.startswith("torch")
+    raise typer.Exit(1 if failed else 0)
+
+
+@data_app.command("fetch")
+def data_fetch(benchmark: str, data_dir: DataDirOpt = None) -> None:
+    """Download a benchmark's official files at pinned revisions and verify their checksums."""
+    from evalkit import data, paths
+
+    target = paths.data_dir(data_dir)
+    written = data.fetch(benchmark, target)
+    out.print(f"{benchmark}: {len(written)} file(s) downloaded, all verified in {target}")
+
+
+@data_app.command("verify")
+def data_verify(benchmark: str, data_dir: DataDirOpt = None) -> None:
+    """Check that a benchmark's files are present and match their checksums."""
+    from evalkit import data, paths
+
+    status = data.verify(paths.data_dir(data_dir), benchmark)
+    for rel, state in status.items():
+        out.print(f"{state:>18}  {rel}")
+    if any(s != "ok" for s in status.values()):
+        raise typer.Exit(2)
+
+
+def main() -> None:
+    import click
+
+    try:
+        code = app(standalone_mode=False)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except EvalkitError as e:
+        err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted; finished samples are kept, re-run the same command to resume")
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

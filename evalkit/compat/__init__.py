@@ -1,0 +1,1 @@
+"""Shims that let the PyPI wheels of torchvision and mmcv-lite work next to a CPU-only torch."""

@@ -1,0 +1,89 @@
+"""Benchmark data: protocol manifests, checksummed files, and `evalkit data fetch`."""
+
+from __future__ import annotations
+
+import hashlib
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from evalkit.errors import DataError, EvalkitError, did_you_mean
+from evalkit.paths import PROTOCOL_DIR
+from evalkit.runs import atomic_write_bytes
+
+
+def manifest(benchmark: str) -> dict[str, Any]:
+    """The YAML manifest of a benchmark: its files (url + sha256) and protocols."""
+    path = PROTOCOL_DIR / f"{benchmark}.yaml"
+    if not path.exists():
+        known = [p.stem for p in PROTOCOL_DIR.glob("*.yaml")]
+        raise did_you_mean("benchmark", benchmark, known)
+    return yaml.safe_load(path.read_text())
+
+
+def protocol(protocol_id: str) -> dict[str, Any]:
+    """Look up `geneval@long` -> its manifest entry (plus the benchmark name and the manifest's files)."""
+    benchmark = protocol_id.split("@", 1)[0]
+    spec = manifest(benchmark)
+    protocols = spec["protocols"]
+    if protocol_id not in protocols:
+        raise did_you_mean(f"{benchmark} protocol", protocol_id, list(protocols))
+    return {"id": protocol_id, "benchmark": benchmark, **protocols[protocol_id]}
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def require_file(data_dir: Path, relpath: str, benchmark: str) -> Path:
+    """A data file that must exist; the error says how to get it."""
+    path = Path(data_dir) / relpath
+    if not path.exists():
+        raise DataError(
+            f"missing {path}; run `evalkit data fetch {benchmark}` or point --data-dir/EVALKIT_DATA at a copy"
+        )
+    return path
+
+
+def verify(data_dir: Path, benchmark: str) -> dict[str, str]:
+    """Check every manifest file under data_dir: 'ok', 'missing' or 'checksum mismatch'."""
+    status = {}
+    for rel, entry in manifest(benchmark).get("files", {}).items():
+        path = Path(data_dir) / rel
+        if not path.exists():
+            status[rel] = "missing"
+        elif entry.get("sha256") and sha256_of(path) != entry["sha256"]:
+            status[rel] = "checksum mismatch"
+        else:
+            status[rel] = "ok"
+    return status
+
+
+def fetch(benchmark: str, data_dir: Path, *, timeout: float = 60.0) -> list[Path]:
+    """Download the benchmark's files at their pinned revisions; verify each checksum before keeping it."""
+    spec = manifest(benchmark)
+    files = spec.get("files", {})
+    if not files:
+        raise EvalkitError(f"{benchmark}: {spec.get('fetch_note', 'no downloadable files in its manifest')}")
+    written = []
+    for rel, entry in files.items():
+        path = Path(data_dir) / rel
+        if path.exists() and sha256_of(path) == entry["sha256"]:
+            continue
+        try:
+            with urllib.request.urlopen(entry["url"], timeout=timeout) as resp:
+                body = resp.read()
+        except OSError as e:
+            raise DataError(f"could not download {entry['url']}: {e}") from None
+        got = hashlib.sha256(body).hexdigest()
+        if got != entry["sha256"]:
+            raise DataError(f"checksum mismatch for {entry['url']}: expected {entry['sha256']}, got {got}")
+        atomic_write_bytes(path, body)
+        written.append(path)
+    return written

@@ -1,0 +1,1 @@
+"""Object detectors and the colour classifier used by GenEval."""

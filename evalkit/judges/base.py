@@ -1,0 +1,118 @@
+"""The Judge interface used by every judge-scored benchmark and reward."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from PIL import Image
+
+
+class JudgeFailure(Exception):
+    """A judge call that produced no usable answer (transport error, refusal, unparseable reply).
+
+    Callers record `reason` on the sample and count it; a failure is never turned into a score.
+    """
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@runtime_checkable
+class Judge(Protocol):
+    """Messages use the OpenAI chat layout; an image part is {"type": "image", "image": PIL.Image}."""
+
+    name: str
+
+    def config(self) -> dict[str, Any]:
+        """Model id, snapshot and decoding parameters (never secrets); recorded in run.json."""
+        ...
+
+    def yes_probability(self, image: Image.Image, questions: list[str]) -> list[float]:
+        """P(yes) / (P(yes) + P(no)) per question. Raises JudgeFailure."""
+        ...
+
+    def chat(self, messages: list[dict[str, Any]], **decoding: Any) -> str:
+        """The reply text. Raises JudgeFailure."""
+        ...
+
+
+@dataclass(frozen=True)
+class YesNoAnswer:
+    """One yes/no judgement with what a record needs to say how it was obtained.
+
+    `source` is "logprobs" when P(yes) comes from token log-probabilities and "text" when the server gave
+    none and the decoded answer was used instead (P(yes) is then exactly 0 or 1).
+    """
+
+    p_yes: float
+    source: str
+    snapshot: str
+    cached: bool = False
+
+
+@runtime_checkable
+class DetailedJudge(Judge, Protocol):
+    """A judge that reports per question, so one failed question does not hide the others' answers."""
+
+    def answer_yes_no(self, image: Image.Image, questions: list[str]) -> list[YesNoAnswer | JudgeFailure]:
+        """One YesNoAnswer or JudgeFailure per question, in order; never raises JudgeFailure."""
+        ...
+
+
+def first_failure_or_values(answers: list[YesNoAnswer | JudgeFailure]) -> list[float]:
+    """`yes_probability` on top of `answer_yes_no`: the P(yes) values, or the first failure raised."""
+    for answer in answers:
+        if isinstance(answer, JudgeFailure):
+            raise answer
+    return [answer.p_yes for answer in answers]  # type: ignore[union-attr]
+
+
+YES_WORDS = ("yes",)
+NO_WORDS = ("no",)
+_TOKEN_MARKS = "\u0120\u2581 \t\n\r"  # byte-level BPE space (Ġ), SentencePiece space (▁), whitespace
+
+
+def yes_no_of_token(token: str) -> str | None:
+    """'yes' / 'no' for token strings like 'Yes', ' YES', 'Ġno', '▁No'; None for anything else."""
+    word = token.strip(_TOKEN_MARKS).lower()
+    if word in YES_WORDS:
+        return "yes"
+    if word in NO_WORDS:
+        return "no"
+    return None
+
+
+def parse_yes_no(text: str) -> str | None:
+    """'yes' / 'no' when the reply's first word is one of them (case-insensitive), else None."""
+    match = re.match(r"\W*([A-Za-z]+)", text)
+    return yes_no_of_token(match.group(1)) if match else None
+
+
+def p_yes_from_logprobs(logprobs: dict[str, list[float]]) -> float | None:
+    """P(yes) / (P(yes) + P(no)) from {'yes': [logprob, ...], 'no': [...]} summed over token variants.
+
+    Returns None when neither word has any probability mass. Computed in log space so that tiny
+    probabilities of a random model do not underflow.
+    """
+    log_yes = _logsumexp(logprobs.get("yes", []))
+    log_no = _logsumexp(logprobs.get("no", []))
+    if log_yes == -math.inf and log_no == -math.inf:
+        return None
+    if log_no == -math.inf:
+        return 1.0
+    if log_yes == -math.inf:
+        return 0.0
+    return 1.0 / (1.0 + math.exp(log_no - log_yes))
+
+
+def _logsumexp(values: list[float]) -> float:
+    if not values:
+        return -math.inf
+    top = max(values)
+    if top == -math.inf:
+        return top
+    return top + math.log(sum(math.exp(v - top) for v in values))

@@ -1,0 +1,63 @@
+"""What `--model`, `--judge`, `--reward` and benchmark names refer to.
+
+Entries are "module:attribute" strings resolved only when used, so `evalkit ls` never imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from evalkit.errors import did_you_mean
+
+
+@dataclass(frozen=True)
+class Entry:
+    target: str  # "package.module:attribute"
+    summary: str
+
+    def load(self) -> Any:
+        module, attr = self.target.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+MODELS: dict[str, Entry] = {
+    "sd35m": Entry("evalkit.generators.diffusers_t2i:build", "Stable Diffusion 3.5 Medium (512px, 40 steps, CFG 4.5)"),
+    "tiny-sd3": Entry("evalkit.generators.diffusers_t2i:build", "tiny random SD3 pipeline (offline tests and demo)"),
+    "diffusers": Entry("evalkit.generators.diffusers_t2i:build", "any diffusers T2I pipeline: diffusers:<hub id or path>"),
+}
+
+BENCHMARKS: dict[str, Entry] = {
+    "geneval": Entry("evalkit.benchmarks.geneval:GenEval", "GenEval, protocols geneval and geneval@long"),
+}
+
+JUDGES: dict[str, Entry] = {}
+
+REWARDS: dict[str, Entry] = {
+    "geneval": Entry("evalkit.benchmarks.geneval:build_geneval_scorer", "GenEval correctness (1/0) as a reward"),
+}
+
+KINDS = {"models": MODELS, "benchmarks": BENCHMARKS, "judges": JUDGES, "rewards": REWARDS}
+
+
+def lookup(kind: str, name: str) -> Entry:
+    table = KINDS[kind]
+    if name not in table:
+        raise did_you_mean(kind.rstrip("s"), name, list(table))
+    return table[name]
+
+
+def parse_model(model: str) -> tuple[str, str | None]:
+    """`sd35m` -> ("sd35m", None); `diffusers:org/name` -> ("diffusers", "org/name"); an existing folder is
+    treated as a diffusers pipeline."""
+    import os
+
+    if ":" in model:
+        name, path = model.split(":", 1)
+        lookup("models", name)
+        return name, path
+    if model not in MODELS and os.path.isdir(model):
+        return "diffusers", model
+    lookup("models", model)
+    return model, None

@@ -1,0 +1,1 @@
+"""Tables (Markdown, LaTeX, CSV) built from run summaries."""
