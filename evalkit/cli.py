@@ -123,7 +123,7 @@ def _progress(description: str, total: int):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     bar = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err, transient=True
     )
     task = bar.add_task(description, total=total)
     return bar, lambda n: bar.advance(task, n)
@@ -136,18 +136,11 @@ def _do_generate(run, bench, samples, model, options, device, dtype, seed, batch
     if not todo:
         err.print(f"[dim]generate: all {len(samples) * bench.images_per_sample} images present[/dim]")
         return
-    factory = _make_generator_factory(model, options, device, dtype)
-    generator_config: dict[str, Any] = {}
-
-    def make():
-        generator = factory()
-        generator_config.update(generator.config())
-        return generator
-
+    generator = _make_generator_factory(model, options, device, dtype)()  # load before the progress bar
+    run.write_info({"generator": generator.config()})
     bar, advance = _progress("generate", len(todo))
     with bar:
-        pipeline.generate(run, bench, samples, make, global_seed=seed, batch_size=batch_size, progress=advance)
-    run.write_info({"generator": generator_config})
+        pipeline.generate(run, bench, samples, lambda: generator, global_seed=seed, batch_size=batch_size, progress=advance)
 
 
 def _do_score(run, bench, samples, score_options, shard, batch_size, rescore: bool) -> None:
@@ -162,13 +155,11 @@ def _do_score(run, bench, samples, score_options, shard, batch_size, rescore: bo
     if not todo:
         err.print("[dim]score: every image already has a record[/dim]")
         return
+    scorer = bench.make_scorer(**score_options)
+    run.write_info({"scoring": config, "scorer": scorer.config()})
     bar, advance = _progress("score", len(todo))
     with bar:
-        pipeline.score(
-            run, bench, samples, lambda: bench.make_scorer(**score_options), config,
-            shard=shard, batch_size=batch_size, progress=advance,
-        )
-    run.write_info({"scoring": config})
+        pipeline.score(run, bench, samples, lambda: scorer, config, shard=shard, batch_size=batch_size, progress=advance)
 
 
 def _move_records_aside(run) -> None:
@@ -361,13 +352,27 @@ def data_verify(benchmark: str, data_dir: DataDirOpt = None) -> None:
         raise typer.Exit(2)
 
 
+def _quiet_libraries() -> None:
+    """Our own progress bars say what is happening; library loading bars and advisories only add noise."""
+    import os
+
+    for key, value in (
+        ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+        ("TRANSFORMERS_VERBOSITY", "error"),
+        ("DIFFUSERS_VERBOSITY", "error"),
+        ("TOKENIZERS_PARALLELISM", "false"),
+    ):
+        os.environ.setdefault(key, value)
+
+
 def main() -> None:
     import click
 
+    _quiet_libraries()
     try:
         code = app(standalone_mode=False)
-    except click.exceptions.Abort:
-        err.print("aborted")
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        err.print("interrupted; finished samples are kept, re-run the same command to resume")
         sys.exit(130)
     except click.ClickException as e:
         e.show()
@@ -375,9 +380,8 @@ def main() -> None:
     except EvalkitError as e:
         err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
+    if code == 130:  # typer turns Ctrl-C into Exit(130)
         err.print("interrupted; finished samples are kept, re-run the same command to resume")
-        sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
 
 
