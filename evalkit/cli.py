@@ -363,6 +363,11 @@ def _quiet_libraries() -> None:
         ("TOKENIZERS_PARALLELISM", "false"),
     ):
         os.environ.setdefault(key, value)
+    if not os.environ.get("EVALKIT_WARNINGS"):
+        import warnings
+
+        for category in (DeprecationWarning, FutureWarning, UserWarning):
+            warnings.filterwarnings("ignore", category=category)
 
 
 def main() -> None:

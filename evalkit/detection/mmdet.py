@@ -7,6 +7,7 @@ mmdet 3.x format as `..._20220504_001756-c9d0c4f2.pth` (checkpoints/geneval-mask
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,9 @@ class MMDetDetector:
 
         cfg = config if isinstance(config, Config) else Config.fromfile(str(config))
         cfg.model.backbone.init_cfg = None  # never download ImageNet weights; the checkpoint has them all
-        self.model = init_detector(cfg, str(checkpoint) if checkpoint else None, device=device)
+        with warnings.catch_warnings():  # mmdet resets the warning filters to "once" and warns about defaults
+            warnings.simplefilter("ignore")
+            self.model = init_detector(cfg, str(checkpoint) if checkpoint else None, device=device)
         self.classnames = classnames
         self.batch_size = batch_size
         self.name = name
@@ -69,7 +72,10 @@ class MMDetDetector:
         for start in range(0, len(images), self.batch_size):
             # mmdet expects BGR arrays, as cv2 reads files in the official script
             batch = [np.ascontiguousarray(np.asarray(im.convert("RGB"))[:, :, ::-1]) for im in images[start : start + self.batch_size]]
-            for result in inference_detector(self.model, batch):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                results = inference_detector(self.model, batch)
+            for result in results:
                 out.append(self._to_classes(result.pred_instances))
         return out
 

@@ -59,7 +59,7 @@ def tiny_mask2former_checkpoint(folder: Path | None = None) -> Path:
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
 
-    path = Path(folder or cache_dir()) / "tiny-mask2former-v2.pth"
+    path = Path(folder or cache_dir()) / "tiny-mask2former-v3.pth"
     if path.exists():
         return path
     register_all_modules()
@@ -74,7 +74,10 @@ def tiny_mask2former_checkpoint(folder: Path | None = None) -> Path:
         bias[TINY_FAVOURED_CLASSES] = 6.0
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    torch.save({"state_dict": model.state_dict(), "meta": {"note": "random tiny Mask2Former"}}, tmp)
+    from mmdet.evaluation import get_classes
+
+    meta = {"note": "random tiny Mask2Former", "dataset_meta": {"classes": tuple(get_classes("coco"))}}
+    torch.save({"state_dict": model.state_dict(), "meta": meta}, tmp)
     os.replace(tmp, path)
     return path
 
