@@ -363,6 +363,9 @@ def _quiet_libraries() -> None:
         ("TOKENIZERS_PARALLELISM", "false"),
     ):
         os.environ.setdefault(key, value)
+    for name in ("transformers", "diffusers"):  # already imported (e.g. by a caller): switch bars off directly
+        if name in sys.modules:
+            sys.modules[name].utils.logging.disable_progress_bar()
     if not os.environ.get("EVALKIT_WARNINGS"):
         import warnings
 

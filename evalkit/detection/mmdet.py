@@ -7,6 +7,7 @@ mmdet 3.x format as `..._20220504_001756-c9d0c4f2.pth` (checkpoints/geneval-mask
 
 from __future__ import annotations
 
+import copy
 import warnings
 from pathlib import Path
 from typing import Any
@@ -65,18 +66,31 @@ class MMDetDetector:
     def config(self) -> dict[str, Any]:
         return dict(self._config)
 
-    def detect(self, images: list[Image.Image]) -> list[ImageDetections]:
-        from mmdet.apis import inference_detector
+    def _test_pipeline(self):
+        """The model's own test pipeline, reading arrays instead of files (as `inference_detector` does)."""
+        from mmcv.transforms import Compose
 
+        steps = copy.deepcopy(self.model.cfg.test_dataloader.dataset.pipeline)
+        steps[0].type = "mmdet.LoadImageFromNDArray"
+        return Compose(steps)
+
+    def detect(self, images: list[Image.Image]) -> list[ImageDetections]:
+        """Images go through the network `batch_size` at a time (`inference_detector` loops one by one)."""
+        import torch
+        from mmengine.dataset import pseudo_collate
+
+        pipeline = self._test_pipeline()
         out: list[ImageDetections] = []
         for start in range(0, len(images), self.batch_size):
             # mmdet expects BGR arrays, as cv2 reads files in the official script
-            batch = [np.ascontiguousarray(np.asarray(im.convert("RGB"))[:, :, ::-1]) for im in images[start : start + self.batch_size]]
-            with warnings.catch_warnings():
+            inputs = [
+                pipeline({"img": np.ascontiguousarray(np.asarray(im.convert("RGB"))[:, :, ::-1]), "img_id": start + i})
+                for i, im in enumerate(images[start : start + self.batch_size])
+            ]
+            with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")
-                results = inference_detector(self.model, batch)
-            for result in results:
-                out.append(self._to_classes(result.pred_instances))
+                results = self.model.test_step(pseudo_collate(inputs))
+            out.extend(self._to_classes(r.pred_instances) for r in results)
         return out
 
     def _to_classes(self, inst) -> ImageDetections:
