@@ -34,10 +34,21 @@ def real_clip(folder: Path) -> Path:
 
     tok_src = toy(folder.parent / "tok")
     config = CLIPConfig(
-        text_config={"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12, "num_hidden_layers": 12,
-                     "vocab_size": 49408},
-        vision_config={"hidden_size": 1024, "intermediate_size": 4096, "num_attention_heads": 16,
-                       "num_hidden_layers": 24, "patch_size": 14, "image_size": 224},
+        text_config={
+            "hidden_size": 768,
+            "intermediate_size": 3072,
+            "num_attention_heads": 12,
+            "num_hidden_layers": 12,
+            "vocab_size": 49408,
+        },
+        vision_config={
+            "hidden_size": 1024,
+            "intermediate_size": 4096,
+            "num_attention_heads": 16,
+            "num_hidden_layers": 24,
+            "patch_size": 14,
+            "image_size": 224,
+        },
         projection_dim=768,
     )
     CLIPModel(config).save_pretrained(folder)
@@ -52,7 +63,11 @@ def detector(size: str, names: list[str], device: str, batch_size: int) -> MMDet
     import torch
     from mmengine.config import Config
 
-    cfg = tiny_mask2former_config() if size == "tiny" else Config.fromfile(str(mmdet_config_path(GENEVAL_CONFIG)))
+    cfg = (
+        tiny_mask2former_config()
+        if size == "tiny"
+        else Config.fromfile(str(mmdet_config_path(GENEVAL_CONFIG)))
+    )
     det = MMDetDetector(cfg, None, names, device=device, batch_size=batch_size)
     with torch.no_grad():  # random weights find nothing; favour a few classes so every rule path runs
         bias = det.model.panoptic_head.cls_embed.bias
@@ -69,7 +84,9 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "benchmarks"))
+    parser.add_argument(
+        "--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "benchmarks")
+    )
     args = parser.parse_args()
 
     names = load_object_names(Path(args.data_dir))
@@ -80,7 +97,10 @@ def main() -> None:
     colour_meta = [m for m in colour_meta if m["include"][0]["class"] in favoured] or colour_meta
     metadata = [colour_meta[i % len(colour_meta)] for i in range(args.images)]
     rng = np.random.RandomState(0)
-    images = [Image.fromarray(rng.randint(0, 255, (args.image_size, args.image_size, 3), dtype=np.uint8)) for _ in metadata]
+    images = [
+        Image.fromarray(rng.randint(0, 255, (args.image_size, args.image_size, 3), dtype=np.uint8))
+        for _ in metadata
+    ]
 
     with tempfile.TemporaryDirectory() as tmp:
         clip_path = tiny_clip(Path(tmp) / "clip") if args.size == "tiny" else real_clip(Path(tmp) / "clip")
@@ -102,10 +122,14 @@ def main() -> None:
 
     assert [r["correct"] for r in loop] == [r["correct"] for r in fast], "batched and looped results differ"
     n_colour = sum(1 for r in fast if "found" in r["reason"] or r["correct"])
-    print(f"size={args.size} device={args.device} images={args.images} ({args.image_size}px) batch={args.batch_size}")
+    print(
+        f"size={args.size} device={args.device} images={args.images} ({args.image_size}px) batch={args.batch_size}"
+    )
     print(f"one image at a time: {args.images / t_loop:8.2f} images/s")
     print(f"batched:             {args.images / t_batched:8.2f} images/s")
-    print(f"ratio batched/loop:  {t_loop / t_batched:8.2f}x   (identical results on {len(fast)} images, {n_colour} judged)")
+    print(
+        f"ratio batched/loop:  {t_loop / t_batched:8.2f}x   (identical results on {len(fast)} images, {n_colour} judged)"
+    )
 
 
 if __name__ == "__main__":

@@ -56,11 +56,15 @@ def resolve(name: str) -> Path:
     path = locate(name)
     if path is None:
         spec = manifest(name)
-        raise MissingWeightsError(f"weights for '{name}' not found in {CHECKPOINT_DIR / name}; get them with: {spec['how_to_get']}")
+        raise MissingWeightsError(
+            f"weights for '{name}' not found in {CHECKPOINT_DIR / name}; get them with: {spec['how_to_get']}"
+        )
     spec = manifest(name)
     if spec.get("sha256_prefix") and path.is_file():
         from evalkit.data import sha256_of
 
         if not sha256_of(path).startswith(spec["sha256_prefix"]):
-            raise EvalkitError(f"{path}: checksum does not start with {spec['sha256_prefix']}; the file is corrupt or wrong")
+            raise EvalkitError(
+                f"{path}: checksum does not start with {spec['sha256_prefix']}; the file is corrupt or wrong"
+            )
     return path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,14 +13,18 @@ from rich.console import Console
 
 from evalkit.errors import EvalkitError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Evaluate and improve text-to-image models.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Evaluate and improve text-to-image models."
+)
 data_app = typer.Typer(no_args_is_help=True, help="Benchmark data: fetch and verify official files.")
 app.add_typer(data_app, name="data")
 out = Console()
 err = Console(stderr=True)
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="sd35m, tiny-sd3, diffusers:<id-or-path>, ...")]
-ProtocolOpt = Annotated[str | None, typer.Option(help="protocol id, e.g. geneval@long (default: the benchmark's)")]
+ProtocolOpt = Annotated[
+    str | None, typer.Option(help="protocol id, e.g. geneval@long (default: the benchmark's)")
+]
 LimitOpt = Annotated[int | None, typer.Option(help="only the first N samples (quick runs)")]
 SeedOpt = Annotated[int, typer.Option(help="global seed; per-image seeds derive from it")]
 RunsDirOpt = Annotated[Path, typer.Option(help="where run folders live")]
@@ -30,6 +35,19 @@ DetectorOpt = Annotated[str | None, typer.Option(help="GenEval detector backend:
 DeviceOpt = Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: cuda:$LOCAL_RANK if any)")]
 DtypeOpt = Annotated[str | None, typer.Option(help="bf16, fp16 or fp32")]
 BatchOpt = Annotated[int, typer.Option(help="images per generator/scorer call")]
+BenchOptionOpt = Annotated[
+    list[str] | None,
+    typer.Option("--bench-option", help="benchmark option key=value (split=test, subset=...)"),
+]
+CompatOpt = Annotated[
+    str | None, typer.Option(help="DPG: `official` reproduces the official scorer's quirks")
+]
+JudgeOpt = Annotated[
+    str | None, typer.Option(help="hf:<id-or-path>, openai:<model>, azure:<deployment> or tiny")
+]
+JudgeUrlOpt = Annotated[str | None, typer.Option(help="base URL of an OpenAI-compatible judge server")]
+JudgeOptionOpt = Annotated[list[str] | None, typer.Option("--judge-option", help="judge option key=value")]
+ThinkOpt = Annotated[bool, typer.Option(help="ask generators that support it to think before drawing")]
 
 
 def _parse_value(text: str) -> Any:
@@ -52,7 +70,9 @@ def parse_options(pairs: list[str] | None) -> dict[str, Any]:
 
 # -- listing (no torch) -----------------------------------------------------------------------------
 @app.command("ls")
-def ls(kind: Annotated[str | None, typer.Argument(help="models, benchmarks, judges or rewards")] = None) -> None:
+def ls(
+    kind: Annotated[str | None, typer.Argument(help="models, benchmarks, judges or rewards")] = None,
+) -> None:
     """List registered models, benchmarks (with protocols), judges and rewards."""
     from rich.table import Table
 
@@ -69,24 +89,44 @@ def ls(kind: Annotated[str | None, typer.Argument(help="models, benchmarks, judg
         for name, entry in registry.KINDS[k].items():
             summary = entry.summary
             if k == "benchmarks":
-                summary += " [" + ", ".join(data.manifest(name)["protocols"]) + "]"
+                summary += " (protocols: " + ", ".join(data.manifest(name)["protocols"]) + ")"
             table.add_row(name, summary)
         out.print(table)
 
 
 # -- run building blocks --------------------------------------------------------------------------------
-def _benchmark(name: str, protocol: str | None, data_dir: Path | None):
+def _benchmark(name: str, protocol: str | None, data_dir: Path | None, options: dict[str, Any] | None = None):
+    """Benchmark by name or protocol id; `options` go to its constructor (split, compat, subset, ...)."""
+    import inspect
+
     from evalkit import paths, registry
+    from evalkit.errors import did_you_mean
 
     bench_name = name.split("@", 1)[0]
     cls = registry.lookup("benchmarks", bench_name).load()
-    return cls(paths.data_dir(data_dir), protocol=protocol or name)
+    options = dict(options or {})
+    if options.get("compat") == "official" and "@" not in (protocol or name):
+        protocol = f"{bench_name}@official"
+    accepted = [p for p in inspect.signature(cls).parameters if p not in ("data_dir", "protocol")]
+    for key in options:
+        if key not in accepted:
+            raise did_you_mean(f"{bench_name} option", key, accepted or ["(none)"])
+    return cls(paths.data_dir(data_dir), protocol=protocol or name, **options)
 
 
-def _generation_config(model: str, options: dict[str, Any], dtype: str | None, seed: int, bench) -> dict[str, Any]:
+def _bench_options(bench_option: list[str] | None, compat: str | None) -> dict[str, Any]:
+    options = parse_options(bench_option)
+    if compat:
+        options["compat"] = compat
+    return options
+
+
+def _generation_config(
+    model: str, options: dict[str, Any], dtype: str | None, seed: int, bench, bench_options
+) -> dict[str, Any]:
     """What determines the images: hashed into the run folder's name."""
     gen_options = {k: v for k, v in options.items() if k != "batch_size"}
-    return {
+    config = {
         "model": model,
         "options": gen_options,
         "dtype": dtype,
@@ -94,14 +134,18 @@ def _generation_config(model: str, options: dict[str, Any], dtype: str | None, s
         "protocol": bench.protocol,
         "images_per_sample": bench.images_per_sample,
     }
+    if bench_options:
+        config["bench_options"] = bench_options
+    return config
 
 
-def _open_run(model: str, options, dtype, seed, bench, runs_dir: Path):
+def _open_run(model: str, options, dtype, seed, bench, runs_dir: Path, bench_options: dict[str, Any]):
     from evalkit.runs import Run
 
-    gen_config = _generation_config(model, options, dtype, seed, bench)
+    gen_config = _generation_config(model, options, dtype, seed, bench, bench_options)
     run = Run.for_config(runs_dir, bench.protocol, model, gen_config)
-    run.write_info({"benchmark": bench.name, "protocol": bench.protocol, "model": model, "generation": gen_config})
+    info = {"benchmark": bench.name, "protocol": bench.protocol, "model": model, "generation": gen_config}
+    run.write_info({**info, "bench_options": bench_options})
     return run
 
 
@@ -123,7 +167,12 @@ def _progress(description: str, total: int):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     bar = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err, transient=True
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
     )
     task = bar.add_task(description, total=total)
     return bar, lambda n: bar.advance(task, n)
@@ -140,14 +189,42 @@ def _do_generate(run, bench, samples, model, options, device, dtype, seed, batch
     run.write_info({"generator": generator.config()})
     bar, advance = _progress("generate", len(todo))
     with bar:
-        pipeline.generate(run, bench, samples, lambda: generator, global_seed=seed, batch_size=batch_size, progress=advance)
+        pipeline.generate(
+            run, bench, samples, lambda: generator, global_seed=seed, batch_size=batch_size, progress=advance
+        )
 
 
-def _do_score(run, bench, samples, score_options, shard, batch_size, rescore: bool) -> None:
+@dataclass
+class JudgeChoice:
+    spec: str | None = None
+    url: str | None = None
+    options: dict[str, Any] | None = None
+
+    def config(self) -> dict[str, Any] | None:
+        """What keys the records: the judge spec, server (without credentials) and decoding options."""
+        if not self.spec:
+            return None
+        from evalkit.judges.openai_http import public_url
+
+        return {"spec": self.spec, "url": public_url(self.url), **(self.options or {})}
+
+    def load(self, run):
+        from evalkit.judges import load_judge
+
+        return load_judge(
+            self.spec, url=self.url, cache_path=run.root / "judge_cache.sqlite", **(self.options or {})
+        )
+
+
+def _do_score(
+    run, bench, samples, score_options, shard, batch_size, rescore: bool, judge: JudgeChoice
+) -> None:
     from evalkit import pipeline
     from evalkit.runs import stable_hash
 
     config = bench.scorer_config(**score_options)
+    if judge.spec:
+        config["judge"] = judge.config()
     if rescore:
         _move_records_aside(run)
     todo = pipeline.pending_records(run, bench, samples, stable_hash(config))
@@ -155,11 +232,15 @@ def _do_score(run, bench, samples, score_options, shard, batch_size, rescore: bo
     if not todo:
         err.print("[dim]score: every image already has a record[/dim]")
         return
+    if judge.spec:
+        score_options = {**score_options, "judge": judge.load(run)}
     scorer = bench.make_scorer(**score_options)
     run.write_info({"scoring": config, "scorer": scorer.config()})
     bar, advance = _progress("score", len(todo))
     with bar:
-        pipeline.score(run, bench, samples, lambda: scorer, config, shard=shard, batch_size=batch_size, progress=advance)
+        pipeline.score(
+            run, bench, samples, lambda: scorer, config, shard=shard, batch_size=batch_size, progress=advance
+        )
 
 
 def _move_records_aside(run) -> None:
@@ -177,7 +258,9 @@ def _print_summary(run, summary: dict[str, Any]) -> None:
     out.print(f"[dim]{run.root}[/dim]")
 
 
-def _score_options(detector: str | None, score_option: list[str] | None, device: str | None) -> dict[str, Any]:
+def _score_options(
+    detector: str | None, score_option: list[str] | None, device: str | None
+) -> dict[str, Any]:
     options = parse_options(score_option)
     if detector:
         options["detector"] = detector
@@ -203,19 +286,38 @@ def run(
     dtype: DtypeOpt = None,
     batch_size: BatchOpt = 4,
     rescore: Annotated[bool, typer.Option(help="move old records aside and score again")] = False,
+    bench_option: BenchOptionOpt = None,
+    compat: CompatOpt = None,
+    judge: JudgeOpt = None,
+    judge_url: JudgeUrlOpt = None,
+    judge_option: JudgeOptionOpt = None,
+    think: ThinkOpt = False,
 ) -> None:
     """Generate, score and summarize a benchmark in one go (resumable)."""
     from evalkit import pipeline
     from evalkit.runs import Shard
 
-    bench = _benchmark(benchmark, protocol, data_dir)
+    bench_options = _bench_options(bench_option, compat)
+    bench = _benchmark(benchmark, protocol, data_dir, bench_options)
     options = parse_options(option)
+    if think:
+        options["think"] = True
     shard = Shard.from_env()
     samples = shard.select(bench.samples()[:limit])
-    runs = _open_run(model, options, dtype, seed, bench, runs_dir)
+    runs = _open_run(model, options, dtype, seed, bench, runs_dir, bench_options)
     runs.write_info({"limit": limit, "seed": seed})
     _do_generate(runs, bench, samples, model, options, device, dtype, seed, batch_size)
-    _do_score(runs, bench, samples, _score_options(detector, score_option, device), shard, batch_size, rescore)
+    judge_choice = JudgeChoice(judge, judge_url, parse_options(judge_option))
+    _do_score(
+        runs,
+        bench,
+        samples,
+        _score_options(detector, score_option, device),
+        shard,
+        batch_size,
+        rescore,
+        judge_choice,
+    )
     if shard.world_size > 1:
         err.print(f"rank {shard.rank} done; after all ranks finish run: evalkit merge {runs.root}")
         return
@@ -236,14 +338,20 @@ def gen(
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
     batch_size: BatchOpt = 4,
+    bench_option: BenchOptionOpt = None,
+    compat: CompatOpt = None,
+    think: ThinkOpt = False,
 ) -> None:
     """Only generate images (skips those already on disk)."""
     from evalkit.runs import Shard
 
-    bench = _benchmark(benchmark, protocol, data_dir)
+    bench_options = _bench_options(bench_option, compat)
+    bench = _benchmark(benchmark, protocol, data_dir, bench_options)
     options = parse_options(option)
+    if think:
+        options["think"] = True
     samples = Shard.from_env().select(bench.samples()[:limit])
-    runs = _open_run(model, options, dtype, seed, bench, runs_dir)
+    runs = _open_run(model, options, dtype, seed, bench, runs_dir, bench_options)
     runs.write_info({"limit": limit, "seed": seed})
     _do_generate(runs, bench, samples, model, options, device, dtype, seed, batch_size)
     out.print(str(runs.root))
@@ -252,8 +360,12 @@ def gen(
 @app.command()
 def score(
     target: Annotated[str, typer.Argument(help="a run folder, or `geneval` with --detections")],
-    detections: Annotated[Path | None, typer.Option(help="GenEval: re-score recorded detections (JSONL)")] = None,
-    out_file: Annotated[Path | None, typer.Option("--out", help="where re-scored lines go (default stdout)")] = None,
+    detections: Annotated[
+        Path | None, typer.Option(help="GenEval: re-score recorded detections (JSONL)")
+    ] = None,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="where re-scored lines go (default stdout)")
+    ] = None,
     limit: LimitOpt = None,
     data_dir: DataDirOpt = None,
     score_option: ScoreOptionOpt = None,
@@ -261,11 +373,27 @@ def score(
     device: DeviceOpt = None,
     batch_size: BatchOpt = 8,
     rescore: Annotated[bool, typer.Option(help="move old records aside and score again")] = False,
+    judge: JudgeOpt = None,
+    judge_url: JudgeUrlOpt = None,
+    judge_option: JudgeOptionOpt = None,
+    import_judgments: Annotated[
+        Path | None, typer.Option(help="TIIF: re-score the released judge outputs in DIR and print the table")
+    ] = None,
 ) -> None:
-    """Score the images of a run folder, or re-score GenEval detections without detector or CLIP."""
+    """Score the images of a run folder, or re-score released outputs (GenEval detections, TIIF judgments)."""
     from evalkit import pipeline
     from evalkit.runs import Run, Shard
 
+    if import_judgments is not None:
+        if target.split("@")[0] != "tiif":
+            raise EvalkitError("--import-judgments is only for tiif")
+        from evalkit.benchmarks.tiif_import import format_table
+        from evalkit.benchmarks.tiif_import import import_judgments as import_dir
+
+        if not import_judgments.exists():
+            raise EvalkitError(f"no such folder: {import_judgments}")
+        print(format_table(import_dir(import_judgments, excel_rounding=True)))
+        return
     if detections is not None:
         if target.split("@")[0] != "geneval":
             raise EvalkitError("--detections is only for geneval")
@@ -275,19 +403,33 @@ def score(
         return
     path = Path(target)
     if not (path / "run.json").exists():
-        raise EvalkitError(f"{target} is not a run folder (no run.json); did you mean `evalkit run {target} ...`?")
+        raise EvalkitError(
+            f"{target} is not a run folder (no run.json); did you mean `evalkit run {target} ...`?"
+        )
     runs = Run(path)
     info = runs.info()
-    bench = _benchmark(info["protocol"], info["protocol"], data_dir)
+    bench = _benchmark(info["protocol"], info["protocol"], data_dir, info.get("bench_options"))
     shard = Shard.from_env()
     samples = shard.select(bench.samples()[: limit if limit is not None else info.get("limit")])
-    _do_score(runs, bench, samples, _score_options(detector, score_option, device), shard, batch_size, rescore)
+    judge_choice = JudgeChoice(judge, judge_url, parse_options(judge_option))
+    _do_score(
+        runs,
+        bench,
+        samples,
+        _score_options(detector, score_option, device),
+        shard,
+        batch_size,
+        rescore,
+        judge_choice,
+    )
     if shard.world_size == 1:
         _print_summary(runs, pipeline.summarize(runs, bench, bench.samples()[: info.get("limit")]))
 
 
 @app.command()
-def merge(run_dir: Annotated[Path, typer.Argument(help="run folder of a sharded run")], data_dir: DataDirOpt = None) -> None:
+def merge(
+    run_dir: Annotated[Path, typer.Argument(help="run folder of a sharded run")], data_dir: DataDirOpt = None
+) -> None:
     """Merge the per-rank records of a sharded run and write its summary."""
     from evalkit import pipeline
     from evalkit.runs import Run
@@ -295,7 +437,7 @@ def merge(run_dir: Annotated[Path, typer.Argument(help="run folder of a sharded 
     runs = Run(run_dir)
     info = runs.info()
     n = runs.merge_shards()
-    bench = _benchmark(info["protocol"], info["protocol"], data_dir)
+    bench = _benchmark(info["protocol"], info["protocol"], data_dir, info.get("bench_options"))
     err.print(f"merged {n} records")
     _print_summary(runs, pipeline.summarize(runs, bench, bench.samples()[: info.get("limit")]))
 
@@ -337,7 +479,9 @@ def data_fetch(benchmark: str, data_dir: DataDirOpt = None) -> None:
 
     target = paths.data_dir(data_dir)
     written = data.fetch(benchmark, target)
-    out.print(f"{benchmark}: {len(written)} file(s) downloaded, all verified in {target}")
+    out.print(f"{benchmark}: {len(written)} file(s) downloaded and verified in {target}")
+    for note in data.not_fetchable(benchmark, target):
+        err.print(f"not downloadable, copy it into place: {note}", markup=False)
 
 
 @data_app.command("verify")
@@ -363,7 +507,10 @@ def _quiet_libraries() -> None:
         ("TOKENIZERS_PARALLELISM", "false"),
     ):
         os.environ.setdefault(key, value)
-    for name in ("transformers", "diffusers"):  # already imported (e.g. by a caller): switch bars off directly
+    for name in (
+        "transformers",
+        "diffusers",
+    ):  # already imported (e.g. by a caller): switch bars off directly
         if name in sys.modules:
             sys.modules[name].utils.logging.disable_progress_bar()
     if not os.environ.get("EVALKIT_WARNINGS"):

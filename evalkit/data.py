@@ -51,6 +51,19 @@ def require_file(data_dir: Path, relpath: str, benchmark: str) -> Path:
     return path
 
 
+def git_blob_of(body: bytes) -> str:
+    """The id git gives a file's content (for files whose upstream publishes only that)."""
+    return hashlib.sha1(b"blob %d\0" % len(body) + body).hexdigest()
+
+
+def _matches(entry: dict[str, Any], body: bytes) -> bool:
+    if entry.get("sha256"):
+        return hashlib.sha256(body).hexdigest() == entry["sha256"]
+    if entry.get("git_blob"):
+        return git_blob_of(body) == entry["git_blob"]
+    return True
+
+
 def verify(data_dir: Path, benchmark: str) -> dict[str, str]:
     """Check every manifest file under data_dir: 'ok', 'missing' or 'checksum mismatch'."""
     status = {}
@@ -58,7 +71,7 @@ def verify(data_dir: Path, benchmark: str) -> dict[str, str]:
         path = Path(data_dir) / rel
         if not path.exists():
             status[rel] = "missing"
-        elif entry.get("sha256") and sha256_of(path) != entry["sha256"]:
+        elif not _matches(entry, path.read_bytes()):
             status[rel] = "checksum mismatch"
         else:
             status[rel] = "ok"
@@ -74,16 +87,24 @@ def fetch(benchmark: str, data_dir: Path, *, timeout: float = 60.0) -> list[Path
     written = []
     for rel, entry in files.items():
         path = Path(data_dir) / rel
-        if path.exists() and sha256_of(path) == entry["sha256"]:
+        if not entry.get("url") or (path.exists() and _matches(entry, path.read_bytes())):
             continue
         try:
             with urllib.request.urlopen(entry["url"], timeout=timeout) as resp:
                 body = resp.read()
         except OSError as e:
             raise DataError(f"could not download {entry['url']}: {e}") from None
-        got = hashlib.sha256(body).hexdigest()
-        if got != entry["sha256"]:
-            raise DataError(f"checksum mismatch for {entry['url']}: expected {entry['sha256']}, got {got}")
+        if not _matches(entry, body):
+            raise DataError(f"checksum mismatch for {entry['url']}; the file was not kept")
         atomic_write_bytes(path, body)
         written.append(path)
     return written
+
+
+def not_fetchable(benchmark: str, data_dir: Path) -> list[str]:
+    """Manifest files evalkit cannot download (extracted from code upstream) that are still missing."""
+    return [
+        f"{rel} (from {entry['extracted_from']})"
+        for rel, entry in manifest(benchmark).get("files", {}).items()
+        if not entry.get("url") and not (Path(data_dir) / rel).exists()
+    ]

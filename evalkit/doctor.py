@@ -22,7 +22,9 @@ def checks(data_dir: Path | None = None) -> list[tuple[str, bool, str]]:
         import torch
 
         cuda = torch.cuda.is_available()
-        detail = f"{torch.__version__}, " + (f"CUDA {torch.version.cuda}, {torch.cuda.device_count()} GPU(s)" if cuda else "CPU only")
+        detail = f"{torch.__version__}, " + (
+            f"CUDA {torch.version.cuda}, {torch.cuda.device_count()} GPU(s)" if cuda else "CPU only"
+        )
         results.append(("torch", True, detail))
     except ImportError:
         results.append(("torch", False, "not installed (run `make setup`)"))
@@ -36,6 +38,8 @@ def checks(data_dir: Path | None = None) -> list[tuple[str, bool, str]]:
     for bench_file in sorted(paths.PROTOCOL_DIR.glob("*.yaml")):
         status = data.verify(root, bench_file.stem)
         ok = bool(status) and all(s == "ok" for s in status.values())
-        detail = f"{root}: " + (", ".join(f"{k} {v}" for k, v in status.items() if v != "ok") or "all files ok")
+        detail = f"{root}: " + (
+            ", ".join(f"{k} {v}" for k, v in status.items() if v != "ok") or "all files ok"
+        )
         results.append((f"data {bench_file.stem}", ok, detail))
     return results

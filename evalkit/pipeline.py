@@ -54,7 +54,13 @@ def generate(
             for s, k in chunk
         ]
         for (s, k), req, gen in zip(chunk, requests, generator.generate(requests), strict=True):
-            meta = {"prompt": s.prompt, "seed": req.seed, "seconds": round(gen.seconds, 4), "think": gen.think, **gen.extra}
+            meta = {
+                "prompt": s.prompt,
+                "seed": req.seed,
+                "seconds": round(gen.seconds, 4),
+                "think": gen.think,
+                **gen.extra,
+            }
             run.save_image(s.id, k, gen.image, meta)
             made += 1
         progress(len(chunk))
@@ -70,7 +76,9 @@ def _load_input(sample: Sample):
         return im.convert("RGB")
 
 
-def pending_records(run: Run, bench: Benchmark, samples: list[Sample], scorer_hash: str) -> list[tuple[Sample, int]]:
+def pending_records(
+    run: Run, bench: Benchmark, samples: list[Sample], scorer_hash: str
+) -> list[tuple[Sample, int]]:
     done = {r["id"] for r in run.records() if r.get("scorer_hash") == scorer_hash}
     return [(s, k) for s in samples for k in range(bench.images_per_sample) if f"{s.id}/{k}" not in done]
 

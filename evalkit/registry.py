@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from evalkit.errors import did_you_mean
+from evalkit.judges import BACKENDS as JUDGE_BACKENDS
 
 
 @dataclass(frozen=True)
@@ -23,19 +24,35 @@ class Entry:
 
 
 MODELS: dict[str, Entry] = {
-    "sd35m": Entry("evalkit.generators.diffusers_t2i:build", "Stable Diffusion 3.5 Medium (512px, 40 steps, CFG 4.5)"),
-    "tiny-sd3": Entry("evalkit.generators.diffusers_t2i:build", "tiny random SD3 pipeline (offline tests and demo)"),
-    "diffusers": Entry("evalkit.generators.diffusers_t2i:build", "any diffusers T2I pipeline: diffusers:<hub id or path>"),
+    "sd35m": Entry(
+        "evalkit.generators.diffusers_t2i:build", "Stable Diffusion 3.5 Medium (512px, 40 steps, CFG 4.5)"
+    ),
+    "tiny-sd3": Entry(
+        "evalkit.generators.diffusers_t2i:build", "tiny random SD3 pipeline (offline tests and demo)"
+    ),
+    "diffusers": Entry(
+        "evalkit.generators.diffusers_t2i:build", "any diffusers T2I pipeline: diffusers:<hub id or path>"
+    ),
 }
 
 BENCHMARKS: dict[str, Entry] = {
-    "geneval": Entry("evalkit.benchmarks.geneval:GenEval", "GenEval, protocols geneval and geneval@long"),
+    "geneval": Entry(
+        "evalkit.benchmarks.geneval:GenEval", "GenEval: Mask2Former + CLIP rules, 4 images per prompt"
+    ),
+    "tiif": Entry("evalkit.benchmarks.tiif:TIIF", "TIIF-Bench: yes/no questions per prompt, MLLM judge"),
+    "wise": Entry("evalkit.benchmarks.wise:WISE", "WISE: world knowledge, MLLM judge (WiScore)"),
+    "dpg": Entry("evalkit.benchmarks.dpg:DPG", "DPG-Bench: dependency-linked VQA on a 2x2 grid"),
+    "gedit": Entry("evalkit.benchmarks.gedit:GEdit", "GEdit-Bench-EN: image editing, VIEScore judge"),
 }
 
-JUDGES: dict[str, Entry] = {}
+JUDGES: dict[str, Entry] = {
+    name: Entry("evalkit.judges:load_judge", text) for name, text in JUDGE_BACKENDS.items()
+}
 
 REWARDS: dict[str, Entry] = {
-    "geneval": Entry("evalkit.benchmarks.geneval:build_geneval_scorer", "GenEval correctness (1/0) as a reward"),
+    "geneval": Entry(
+        "evalkit.benchmarks.geneval:build_geneval_scorer", "GenEval correctness (1/0) as a reward"
+    ),
 }
 
 KINDS = {"models": MODELS, "benchmarks": BENCHMARKS, "judges": JUDGES, "rewards": REWARDS}

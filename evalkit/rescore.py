@@ -22,7 +22,11 @@ def _check_line(line: Any) -> str | None:
         return "'detections' must map class names to lists"
     for cls, items in dets.items():
         for d in items:
-            if not isinstance(d, dict) or len(d.get("box", [])) != 4 or not isinstance(d.get("score"), int | float):
+            if (
+                not isinstance(d, dict)
+                or len(d.get("box", [])) != 4
+                or not isinstance(d.get("score"), int | float)
+            ):
                 return f"detection of '{cls}' needs 'box' [x1, y1, x2, y2] and a numeric 'score'"
     return None
 

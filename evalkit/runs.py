@@ -1,11 +1,11 @@
 """Run folders: layout, atomic writes, append-only records, resume, provenance and sharding.
 
-    runs/<protocol id>/<model>-<config hash>/
-        run.json                 config, versions, git sha, protocol id, seeds
-        samples/<id>/<k>.png     images (+ <k>.json: think text, timing, seed)
-        records.jsonl            one scored record per image (append-only)
-        records.rank<r>.jsonl    per-rank records of a sharded run, until `merge_shards`
-        summary.json             aggregated scores
+runs/<protocol id>/<model>-<config hash>/
+    run.json                 config, versions, git sha, protocol id, seeds
+    samples/<id>/<k>.png     images (+ <k>.json: think text, timing, seed)
+    records.jsonl            one scored record per image (append-only)
+    records.rank<r>.jsonl    per-rank records of a sharded run, until `merge_shards`
+    summary.json             aggregated scores
 """
 
 from __future__ import annotations
@@ -121,7 +121,17 @@ def versions() -> dict[str, str | None]:
     import evalkit
 
     found: dict[str, str | None] = {"evalkit": evalkit.__version__, "python": platform.python_version()}
-    for pkg in ("torch", "diffusers", "transformers", "accelerate", "peft", "mmdet", "mmcv-lite", "mmcv", "openai"):
+    for pkg in (
+        "torch",
+        "diffusers",
+        "transformers",
+        "accelerate",
+        "peft",
+        "mmdet",
+        "mmcv-lite",
+        "mmcv",
+        "openai",
+    ):
         try:
             found[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -165,7 +175,9 @@ class Run:
         if self.info_path.exists():
             old = json.loads(self.info_path.read_text())
             if "generation" in info and old.get("generation") != info["generation"]:
-                raise EvalkitError(f"{self.root}: run.json has different generation settings; use a new run dir")
+                raise EvalkitError(
+                    f"{self.root}: run.json has different generation settings; use a new run dir"
+                )
             info = {**old, **info, "history": old.get("history", []) + [provenance()]}
         else:
             info = {**info, "history": [provenance()]}

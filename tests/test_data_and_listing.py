@@ -35,7 +35,11 @@ def file_server(tmp_path):
 def _manifest(tmp_path: Path, monkeypatch, files: dict) -> None:
     manifests = tmp_path / "manifests"
     manifests.mkdir()
-    spec = {"benchmark": "toy", "files": files, "protocols": {"toy": {"prompts": "toy/p.jsonl", "images_per_prompt": 1}}}
+    spec = {
+        "benchmark": "toy",
+        "files": files,
+        "protocols": {"toy": {"prompts": "toy/p.jsonl", "images_per_prompt": 1}},
+    }
     (manifests / "toy.yaml").write_text(yaml.safe_dump(spec))
     monkeypatch.setattr("evalkit.data.PROTOCOL_DIR", manifests)
 
@@ -44,7 +48,11 @@ def test_fetch_downloads_and_verifies(cli, tmp_path, monkeypatch, file_server):
     root, url = file_server
     body = b'{"prompt": "a cat"}\n'
     (root / "p.jsonl").write_bytes(body)
-    _manifest(tmp_path, monkeypatch, {"toy/p.jsonl": {"url": f"{url}/p.jsonl", "sha256": hashlib.sha256(body).hexdigest()}})
+    _manifest(
+        tmp_path,
+        monkeypatch,
+        {"toy/p.jsonl": {"url": f"{url}/p.jsonl", "sha256": hashlib.sha256(body).hexdigest()}},
+    )
     code, out, err = cli("data", "fetch", "toy", "--data-dir", tmp_path / "data")
     assert code == 0, err
     assert (tmp_path / "data" / "toy" / "p.jsonl").read_bytes() == body
@@ -74,7 +82,9 @@ def test_long_protocol_keeps_the_rules_and_changes_the_prompts(data_dir):
     assert len(short.samples()) == len(long.samples()) == 553
     for a, b in zip(short.samples(), long.samples(), strict=True):
         assert a.id == b.id
-        assert {k: v for k, v in a.metadata.items() if k != "prompt"} == {k: v for k, v in b.metadata.items() if k != "prompt"}
+        assert {k: v for k, v in a.metadata.items() if k != "prompt"} == {
+            k: v for k, v in b.metadata.items() if k != "prompt"
+        }
     assert short.samples()[0].prompt != long.samples()[0].prompt
     assert {s.metadata["tag"] for s in short.samples()} == set(
         ["single_object", "two_object", "counting", "colors", "position", "color_attr"]

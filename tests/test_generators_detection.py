@@ -18,7 +18,10 @@ def tiny_sd3():
 
 
 def test_tiny_sd3_batch_equals_one_at_a_time(tiny_sd3):
-    requests = [GenerationRequest(prompt=p, seed=s) for p, s in [("a photo of a cat", 1), ("two dogs", 2), ("a red car", 3)]]
+    requests = [
+        GenerationRequest(prompt=p, seed=s)
+        for p, s in [("a photo of a cat", 1), ("two dogs", 2), ("a red car", 3)]
+    ]
     batched = tiny_sd3.generate(requests)
     single = [tiny_sd3.generate([r])[0] for r in requests]
     for a, b in zip(batched, single, strict=True):
@@ -37,7 +40,9 @@ def test_tiny_sd3_round_trips_through_save_and_from_pretrained(tmp_path):
     first = tiny_sd3_pipeline(tmp_path / "p")
     assert (tmp_path / "p" / "model_index.json").exists()
     second = tiny_sd3_pipeline(tmp_path / "p")
-    for (name, a), (_, b) in zip(first.transformer.state_dict().items(), second.transformer.state_dict().items(), strict=True):
+    for (name, a), (_, b) in zip(
+        first.transformer.state_dict().items(), second.transformer.state_dict().items(), strict=True
+    ):
         assert torch.equal(a, b), name
 
 
@@ -88,7 +93,10 @@ def test_tiny_detector_loads_its_checkpoint_and_is_deterministic(tmp_path, data_
 
     names = load_object_names(data_dir)
     ckpt = tiny_mask2former_checkpoint(tmp_path)
-    images = [Image.fromarray(np.random.RandomState(i).randint(0, 255, (64, 48, 3), dtype=np.uint8)) for i in range(3)]
+    images = [
+        Image.fromarray(np.random.RandomState(i).randint(0, 255, (64, 48, 3), dtype=np.uint8))
+        for i in range(3)
+    ]
     a = MMDetDetector(tiny_mask2former_config(), ckpt, names, batch_size=2).detect(images)
     b = MMDetDetector(tiny_mask2former_config(), ckpt, names, batch_size=1).detect(images)
     assert len(a) == 3

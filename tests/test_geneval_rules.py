@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import FIXTURES
 
 from evalkit.benchmarks.geneval_rules import (
     DetectedObject,
@@ -15,8 +16,6 @@ from evalkit.benchmarks.geneval_rules import (
     select_objects,
     summarize,
 )
-
-from conftest import FIXTURES
 
 CASES = FIXTURES / "geneval" / "cases.jsonl"
 SUMMARY = FIXTURES / "geneval" / "summary"
@@ -51,7 +50,12 @@ def test_every_official_case_matches():
             mismatches.append(case["case_id"])
     assert mismatches == []
     assert {c["metadata"]["tag"] for c in cases} == {
-        "single_object", "two_object", "counting", "colors", "color_attr", "position",
+        "single_object",
+        "two_object",
+        "counting",
+        "colors",
+        "color_attr",
+        "position",
     }
 
 
@@ -119,7 +123,9 @@ def test_summary_matches_official_scenarios():
         pytest.skip("GenEval fixtures not present")
     expected = json.loads((SUMMARY / "expected.json").read_text())
     for scenario in expected.values():
-        records = [json.loads(x) for x in (SUMMARY / scenario["input_file"]).read_text().splitlines() if x.strip()]
+        records = [
+            json.loads(x) for x in (SUMMARY / scenario["input_file"]).read_text().splitlines() if x.strip()
+        ]
         got = summarize(records)
         assert got["n_images"] == scenario["n_images"]
         assert got["overall"] == pytest.approx(scenario["overall"], abs=1e-6)

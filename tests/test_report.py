@@ -11,11 +11,19 @@ from evalkit.errors import EvalkitError
 from evalkit.report.tables import build_table, render
 
 
-def _fake_run(root: Path, model: str, protocol: str, values: dict[str, float], scored: int = 8, planned: int = 8) -> Path:
+def _fake_run(
+    root: Path, model: str, protocol: str, values: dict[str, float], scored: int = 8, planned: int = 8
+) -> Path:
     run = root / protocol / model
     run.mkdir(parents=True)
     (run / "run.json").write_text(json.dumps({"model": model, "protocol": protocol, "generation": {}}))
-    summary = {"benchmark": protocol.split("@")[0], "protocol": protocol, "table": values, "n_scored": scored, "n_planned": planned}
+    summary = {
+        "benchmark": protocol.split("@")[0],
+        "protocol": protocol,
+        "table": values,
+        "n_scored": scored,
+        "n_planned": planned,
+    }
     (run / "summary.json").write_text(json.dumps(summary))
     return run
 

@@ -6,8 +6,6 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
-
 from evalkit.runs import read_jsonl
 
 LIMIT = 3  # 3 prompts x 4 images
@@ -15,8 +13,19 @@ LIMIT = 3  # 3 prompts x 4 images
 
 def _args(data_dir: Path, runs: Path, *extra) -> list:
     return [
-        "run", "geneval", "--model", "tiny-sd3", "--detector", "tiny", "--limit", LIMIT,
-        "--data-dir", data_dir, "--runs-dir", runs, *extra,
+        "run",
+        "geneval",
+        "--model",
+        "tiny-sd3",
+        "--detector",
+        "tiny",
+        "--limit",
+        LIMIT,
+        "--data-dir",
+        data_dir,
+        "--runs-dir",
+        runs,
+        *extra,
     ]
 
 
@@ -31,8 +40,6 @@ def _comparable(records: list[dict]) -> list[dict]:
 
 def _images(run_dir: Path) -> dict[str, bytes]:
     return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.glob("samples/*/*.png"))}
-
-
 
 
 def test_end_to_end_then_rerun_does_no_model_work(cli, data_dir, tmp_path, monkeypatch):
@@ -112,7 +119,9 @@ def test_interrupted_run_resumes_and_matches_uninterrupted(cli, data_dir, tmp_pa
     images = _images(run_dir)
     assert all(images[name] == data for name, data in first.items())  # finished images untouched
     assert images == _images(ref_dir)
-    assert _comparable(read_jsonl(run_dir / "records.jsonl")) == _comparable(read_jsonl(ref_dir / "records.jsonl"))
+    assert _comparable(read_jsonl(run_dir / "records.jsonl")) == _comparable(
+        read_jsonl(ref_dir / "records.jsonl")
+    )
 
 
 def test_two_shards_give_the_same_records_as_one(cli, data_dir, tmp_path):
@@ -125,13 +134,19 @@ def test_two_shards_give_the_same_records_as_one(cli, data_dir, tmp_path):
         assert code == 0, err
         assert "evalkit merge" in err
     two = _run_dir(runs)
-    assert sorted(p.name for p in two.glob("records.rank*.jsonl")) == ["records.rank0.jsonl", "records.rank1.jsonl"]
+    assert sorted(p.name for p in two.glob("records.rank*.jsonl")) == [
+        "records.rank0.jsonl",
+        "records.rank1.jsonl",
+    ]
     code, _, err = cli("merge", two, "--data-dir", data_dir)
     assert code == 0, err
     assert not list(two.glob("records.rank*.jsonl"))
     assert _images(two) == _images(one)
     assert _comparable(read_jsonl(two / "records.jsonl")) == _comparable(read_jsonl(one / "records.jsonl"))
-    assert json.loads((two / "summary.json").read_text())["table"] == json.loads((one / "summary.json").read_text())["table"]
+    assert (
+        json.loads((two / "summary.json").read_text())["table"]
+        == json.loads((one / "summary.json").read_text())["table"]
+    )
 
 
 def test_malformed_metadata_line_is_one_clear_error(cli, data_dir, tmp_path):
@@ -149,9 +164,13 @@ def test_malformed_metadata_line_is_one_clear_error(cli, data_dir, tmp_path):
 
 
 def test_unknown_model_suggests_the_closest(cli, data_dir, tmp_path):
-    code, _, err = cli("run", "geneval", "--model", "tiny-sd4", "--data-dir", data_dir, "--runs-dir", tmp_path)
+    code, _, err = cli(
+        "run", "geneval", "--model", "tiny-sd4", "--data-dir", data_dir, "--runs-dir", tmp_path
+    )
     assert code == 2 and "did you mean 'tiny-sd3'" in err
-    code, _, err = cli("run", "genevall", "--model", "tiny-sd3", "--data-dir", data_dir, "--runs-dir", tmp_path)
+    code, _, err = cli(
+        "run", "genevall", "--model", "tiny-sd3", "--data-dir", data_dir, "--runs-dir", tmp_path
+    )
     assert code == 2 and "did you mean 'geneval'" in err
 
 
@@ -160,9 +179,14 @@ def test_missing_weights_say_how_to_get_them(cli, data_dir, tmp_path, monkeypatc
 
     monkeypatch.setattr("evalkit.checkpoints.CHECKPOINT_DIR", tmp_path / "ckpt")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
-    code, _, err = cli("run", "geneval", "--model", "sd35m", "--limit", 1, "--data-dir", data_dir, "--runs-dir", tmp_path)
+    code, _, err = cli(
+        "run", "geneval", "--model", "sd35m", "--limit", 1, "--data-dir", data_dir, "--runs-dir", tmp_path
+    )
     assert code == 2
-    assert "weights for 'sd35m' not found" in err and "huggingface-cli download stabilityai/stable-diffusion-3.5-medium" in err
+    assert (
+        "weights for 'sd35m' not found" in err
+        and "huggingface-cli download stabilityai/stable-diffusion-3.5-medium" in err
+    )
     assert len(err.strip().splitlines()) == 1
 
 

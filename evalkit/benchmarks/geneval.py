@@ -97,7 +97,11 @@ class GenEvalScorer(SampleScorer):
         self.options = options
 
     def config(self) -> dict[str, Any]:
-        return {"detector": self.detector.config(), "color": self.colors.config(), "options": self.options.to_dict()}
+        return {
+            "detector": self.detector.config(),
+            "color": self.colors.config(),
+            "options": self.options.to_dict(),
+        }
 
     def _kept_objects(self, detections, tag: str) -> dict[str, list[DetectedObject]]:
         conf = self.options.counting_threshold if tag == "counting" else self.options.threshold
@@ -132,9 +136,14 @@ class GenEvalScorer(SampleScorer):
 
     def score_images(self, samples: list[Sample], images: list[Image.Image]) -> list[dict[str, Any]]:
         results = self.evaluate(images, [s.metadata for s in samples])
-        return [{"tag": s.metadata["tag"], "metadata": s.metadata, **r} for s, r in zip(samples, results, strict=True)]
+        return [
+            {"tag": s.metadata["tag"], "metadata": s.metadata, **r}
+            for s, r in zip(samples, results, strict=True)
+        ]
 
-    def score(self, images: list[Image.Image], prompts: list[str], metadata: list[dict[str, Any]]) -> list[float]:
+    def score(
+        self, images: list[Image.Image], prompts: list[str], metadata: list[dict[str, Any]]
+    ) -> list[float]:
         return [float(r["correct"]) for r in self.evaluate(images, metadata)]
 
 
@@ -155,7 +164,12 @@ def build_geneval_scorer(
         from evalkit.detection.tiny import tiny_clip, tiny_mask2former_checkpoint, tiny_mask2former_config
 
         det = MMDetDetector(
-            tiny_mask2former_config(), tiny_mask2former_checkpoint(), classnames, device=device, batch_size=batch_size, name="tiny"
+            tiny_mask2former_config(),
+            tiny_mask2former_checkpoint(),
+            classnames,
+            device=device,
+            batch_size=batch_size,
+            name="tiny",
         )
         return GenEvalScorer(det, ClipColorClassifier(tiny_clip(), device=device), options)
     if detector == "mmdet":
@@ -165,7 +179,12 @@ def build_geneval_scorer(
         ckpt = resolve("geneval-mask2former")
         clip = resolve("clip-vit-large-patch14")
         det = MMDetDetector(
-            mmdet_config_path(GENEVAL_CONFIG), ckpt, classnames, device=device, batch_size=batch_size, name="mask2former-swin-s"
+            mmdet_config_path(GENEVAL_CONFIG),
+            ckpt,
+            classnames,
+            device=device,
+            batch_size=batch_size,
+            name="mask2former-swin-s",
         )
         return GenEvalScorer(det, ClipColorClassifier(clip, device=device), options)
     from evalkit.errors import did_you_mean
@@ -183,7 +202,9 @@ class GenEval(Benchmark):
         self.data_dir = Path(data_dir)
         self.images_per_sample = int(spec["images_per_prompt"])
         self.classnames = load_object_names(self.data_dir)
-        self.metadata = load_metadata(data.require_file(self.data_dir, spec["prompts"], "geneval"), self.classnames)
+        self.metadata = load_metadata(
+            data.require_file(self.data_dir, spec["prompts"], "geneval"), self.classnames
+        )
 
     def samples(self) -> list[Sample]:
         return [Sample(id=f"{i:05d}", prompt=m["prompt"], metadata=m) for i, m in enumerate(self.metadata)]
@@ -198,7 +219,9 @@ class GenEval(Benchmark):
             from evalkit.errors import did_you_mean
 
             raise did_you_mean("GenEval option", sorted(unknown)[0], [*fields, "detector"])
-        rules = GenEvalOptions(**{k: type(getattr(defaults, k))(v) for k, v in options.items() if k in fields})
+        rules = GenEvalOptions(
+            **{k: type(getattr(defaults, k))(v) for k, v in options.items() if k in fields}
+        )
         return rules, {k: v for k, v in options.items() if k not in fields}
 
     def scorer_config(self, **options: Any) -> dict[str, Any]:

@@ -98,7 +98,10 @@ def relative_position(a: DetectedObject, b: DetectedObject, position_threshold: 
 
 
 def evaluate(
-    objects: dict[str, list[DetectedObject]], metadata: dict[str, Any], classify_colors: ColorFn, opts: GenEvalOptions
+    objects: dict[str, list[DetectedObject]],
+    metadata: dict[str, Any],
+    classify_colors: ColorFn,
+    opts: GenEvalOptions,
 ) -> tuple[bool, str]:
     """Include clauses are ANDed, exclude clauses ORed; colour and position look only at the top-`count`."""
     correct = True
@@ -118,7 +121,9 @@ def evaluate(
                 if n_right < count:
                     correct = matched = False
                     present = ", ".join(f"{colors.count(c)} {c}" for c in COLORS if c in colors)
-                    reasons.append(f"expected {req['color']} {cls}>={count}, found {n_right} {req['color']}; and {present}")
+                    reasons.append(
+                        f"expected {req['color']} {cls}>={count}, found {n_right} {req['color']}; and {present}"
+                    )
             if "position" in req and matched:
                 relation, target = req["position"]
                 if matched_groups[target] is None:
@@ -130,7 +135,9 @@ def evaluate(
                             true_rels = relative_position(obj, target_obj, opts.position_threshold)
                             if relation not in true_rels:
                                 correct = matched = False
-                                reasons.append(f"expected {cls} {relation} target, found {' and '.join(true_rels)} target")
+                                reasons.append(
+                                    f"expected {cls} {relation} target, found {' and '.join(true_rels)} target"
+                                )
                                 break
                         if not matched:
                             break

@@ -28,6 +28,7 @@ def install() -> bool:
     """Register the stub if the compiled extension is absent. Returns True when the stub is in use."""
     try:
         import mmcv._ext  # noqa: F401
+
         return False
     except ImportError:
         stub = _MissingOps("mmcv._ext")

@@ -94,7 +94,9 @@ class _Finder(importlib.abc.MetaPathFinder):
             return None
         import torch
 
-        if torch.version.cuda is not None or _real_extension_loads(next(iter(spec.submodule_search_locations))):
+        if torch.version.cuda is not None or _real_extension_loads(
+            next(iter(spec.submodule_search_locations))
+        ):
             return spec
         _register_ops()
         spec.loader = _PatchingLoader(spec.loader)

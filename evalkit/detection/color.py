@@ -18,7 +18,9 @@ from evalkit.benchmarks.geneval_rules import COLORS, DetectedObject
 TEMPLATES = ("a photo of a {c} {cls}", "a photo of a {c}-colored {cls}", "a photo of a {c} object")
 
 
-def object_crop(image: Image.Image, obj: DetectedObject, bgcolor: str = "#999", crop: bool = True) -> Image.Image:
+def object_crop(
+    image: Image.Image, obj: DetectedObject, bgcolor: str = "#999", crop: bool = True
+) -> Image.Image:
     """The official crop: masked object on a solid background (or the original image), cut to its box."""
     image = image.convert("RGB")
     if obj.mask is not None:
@@ -53,7 +55,12 @@ class ClipColorClassifier:
         self.bgcolor = bgcolor
         self.crop = crop
         self._weights: dict[str, Any] = {}
-        self._config = {"clip": str(model_path), "bgcolor": bgcolor, "crop": crop, "templates": list(TEMPLATES)}
+        self._config = {
+            "clip": str(model_path),
+            "bgcolor": bgcolor,
+            "crop": crop,
+            "templates": list(TEMPLATES),
+        }
 
     def config(self) -> dict[str, Any]:
         return dict(self._config)
@@ -63,7 +70,9 @@ class ClipColorClassifier:
         if cls not in self._weights:
             torch = self.torch
             texts = [t.format(c=c, cls=cls) for c in COLORS for t in TEMPLATES]
-            tok = self.tokenizer(texts, padding="max_length", truncation=True, return_tensors="pt").to(self.device)
+            tok = self.tokenizer(texts, padding="max_length", truncation=True, return_tensors="pt").to(
+                self.device
+            )
             with torch.no_grad():
                 emb = self.model.get_text_features(**tok)
             emb = getattr(emb, "pooler_output", emb)

@@ -61,7 +61,9 @@ class MMDetDetector:
         }
         n_model = self.model.dataset_meta.get("classes") if self.model.dataset_meta else None
         if n_model is not None and len(n_model) != len(classnames):
-            raise ValueError(f"detector has {len(n_model)} classes but {len(classnames)} class names were given")
+            raise ValueError(
+                f"detector has {len(n_model)} classes but {len(classnames)} class names were given"
+            )
 
     def config(self) -> dict[str, Any]:
         return dict(self._config)
@@ -84,7 +86,12 @@ class MMDetDetector:
         for start in range(0, len(images), self.batch_size):
             # mmdet expects BGR arrays, as cv2 reads files in the official script
             inputs = [
-                pipeline({"img": np.ascontiguousarray(np.asarray(im.convert("RGB"))[:, :, ::-1]), "img_id": start + i})
+                pipeline(
+                    {
+                        "img": np.ascontiguousarray(np.asarray(im.convert("RGB"))[:, :, ::-1]),
+                        "img_id": start + i,
+                    }
+                )
                 for i, im in enumerate(images[start : start + self.batch_size])
             ]
             with warnings.catch_warnings(), torch.no_grad():

@@ -27,7 +27,9 @@ def tiny_mask2former_config(test_scale: int = 64):
     mmcv_ext.install()
     cfg = Config.fromfile(str(mmdet_config_path(GENEVAL_CONFIG)))
     model = cfg.model
-    model.backbone.update(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2], window_size=4, init_cfg=None)
+    model.backbone.update(
+        embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2], window_size=4, init_cfg=None
+    )
     head = model.panoptic_head
     head.update(in_channels=[16, 32, 64, 128], feat_channels=32, out_channels=32, num_queries=10)
     encoder = head.pixel_decoder.encoder
@@ -94,7 +96,10 @@ def tiny_clip(folder: Path | None = None) -> Path:
     specials = ["<|startoftext|>", "<|endoftext|>"]
     vocab_list = specials + chars + [c + "</w>" for c in chars]
     tokenizer = CLIPTokenizer(
-        vocab={t: i for i, t in enumerate(vocab_list)}, merges=[], model_max_length=77, pad_token="<|endoftext|>"
+        vocab={t: i for i, t in enumerate(vocab_list)},
+        merges=[],
+        model_max_length=77,
+        pad_token="<|endoftext|>",
     )
     torch.manual_seed(0)
     config = CLIPConfig(

@@ -15,10 +15,22 @@ from evalkit.generators.base import Generation, GenerationRequest, ModelSpec
 # Defaults per preset; every key is overridable with --option key=value.
 PRESETS: dict[str, dict[str, Any]] = {
     "sd35m": {"height": 512, "width": 512, "num_inference_steps": 40, "guidance_scale": 4.5},
-    "tiny-sd3": {"height": 64, "width": 64, "num_inference_steps": 4, "guidance_scale": 4.5, "max_sequence_length": 32},
+    "tiny-sd3": {
+        "height": 64,
+        "width": 64,
+        "num_inference_steps": 4,
+        "guidance_scale": 4.5,
+        "max_sequence_length": 32,
+    },
     "diffusers": {},
 }
-PIPELINE_KEYS = {"num_inference_steps", "guidance_scale", "negative_prompt", "max_sequence_length", "true_cfg_scale"}
+PIPELINE_KEYS = {
+    "num_inference_steps",
+    "guidance_scale",
+    "negative_prompt",
+    "max_sequence_length",
+    "true_cfg_scale",
+}
 
 
 def default_device() -> str:
@@ -98,6 +110,10 @@ def build(spec: ModelSpec) -> DiffusersGenerator:
     """sd35m and tiny-sd3 presets, or `diffusers:<hub id or local folder>`."""
     from diffusers import DiffusionPipeline
 
+    if os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS"):  # the CLI shows its own progress
+        from diffusers.utils import logging as diffusers_logging
+
+        diffusers_logging.disable_progress_bar()
     device = spec.device or default_device()
     dtype = _dtype(spec.dtype, device)
     options = dict(spec.options)
@@ -122,7 +138,9 @@ def build(spec: ModelSpec) -> DiffusersGenerator:
         pipe = _load_pipeline(DiffusionPipeline, source, dtype)
     pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
-    return DiffusersGenerator(spec.name if spec.name != "diffusers" else f"diffusers:{source}", pipe, settings, source, batch_size)
+    return DiffusersGenerator(
+        spec.name if spec.name != "diffusers" else f"diffusers:{source}", pipe, settings, source, batch_size
+    )
 
 
 def _load_pipeline(cls, source: str, dtype):
@@ -132,7 +150,7 @@ def _load_pipeline(cls, source: str, dtype):
     local_only = not os.path.isdir(source)
     try:
         return cls.from_pretrained(source, torch_dtype=dtype, local_files_only=local_only)
-    except (OSError, EnvironmentError, ValueError) as e:
+    except (OSError, ValueError) as e:
         raise MissingWeightsError(
             f"could not load diffusers pipeline '{source}' ({str(e).splitlines()[0][:160]}); "
             f"download it first: huggingface-cli download {source} --local-dir <folder>"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from evalkit.paths import cache_dir
 
-_WORDS = (
+_WORDS = (  # noqa: SIM905 - a readable word list
     "a an the of and photo picture image with on in to left right above below "
     "red orange yellow green blue purple pink brown black white "
     "cat dog car bus bench cow horse bird person apple orange banana clock cup chair table tv "

@@ -1,5 +1,76 @@
-"""MLLM judges: a local transformers VLM or an OpenAI-compatible HTTP server, behind one interface."""
+"""MLLM judges: a local transformers VLM or an OpenAI-compatible HTTP server, behind one interface.
 
-from evalkit.judges.base import Judge, JudgeFailure
+    judge = load_judge("hf:Qwen/Qwen2.5-VL-7B-Instruct", cache_path=run_dir / "judge_cache.sqlite")
+    judge = load_judge("openai:Qwen2.5-VL-72B-Instruct", url="http://node12:8000/v1")
+    judge = load_judge("tiny")  # a random tiny Qwen2-VL for tests; its numbers mean nothing
 
-__all__ = ["Judge", "JudgeFailure"]
+Importing this package does not import torch or openai; backends load them when built.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from evalkit.judges.base import DetailedJudge, Judge, JudgeFailure, YesNoAnswer
+from evalkit.judges.cache import ReplyCache
+
+__all__ = [
+    "BACKENDS",
+    "DetailedJudge",
+    "Judge",
+    "JudgeFailure",
+    "ReplyCache",
+    "YesNoAnswer",
+    "load_judge",
+]
+
+BACKENDS = {
+    "hf": "hf:<hub-id-or-local-folder>  local transformers VLM (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, ...)",
+    "openai": "openai:<model> --judge-url URL  OpenAI-compatible (vLLM, SGLang, OpenAI); $OPENAI_API_KEY",
+    "azure": "azure:<deployment> --judge-url ENDPOINT  Azure OpenAI; key in $AZURE_OPENAI_API_KEY",
+    "tiny": "tiny  random tiny Qwen2-VL built offline (tests and demos only)",
+}
+
+
+def load_judge(
+    spec: str,
+    *,
+    url: str | None = None,
+    cache_path: Path | None = None,
+    **decoding: Any,
+) -> Judge:
+    """Build a judge from a CLI spec. Extra keywords go to the backend (temperature, max_tokens, seed,
+    system_prompt, and backend options such as device/dtype/batch_size or concurrency/timeout/max_retries).
+    """
+    import evalkit  # noqa: F401 - the torchvision compat hook must be in place before transformers loads
+    from evalkit.errors import EvalkitError, did_you_mean
+
+    backend, _, target = spec.partition(":")
+    backend = backend.strip().lower()
+    if backend not in BACKENDS:
+        raise did_you_mean("judge backend", backend, list(BACKENDS))
+    options = dict(decoding)
+    if cache_path is not None:
+        options["cache"] = ReplyCache(cache_path)
+    if backend == "tiny":
+        from evalkit.judges.tiny import load_tiny_judge
+
+        return load_tiny_judge(**options)
+    if not target:
+        raise EvalkitError(f"judge spec '{spec}' needs a model after '{backend}:' ({BACKENDS[backend]})")
+    if backend == "hf":
+        from evalkit.judges.hf import HFJudge
+
+        if url is not None:
+            raise EvalkitError("--judge-url is for openai:/azure: judges; hf: judges run locally")
+        return HFJudge.from_pretrained(target, **options)
+    from evalkit.judges.openai_http import OpenAIJudge
+
+    if backend == "azure":
+        import os
+
+        if url is None:
+            raise EvalkitError("azure: judges need --judge-url (the Azure OpenAI endpoint)")
+        options.setdefault("azure_api_version", os.environ.get("OPENAI_API_VERSION", "2024-10-21"))
+    return OpenAIJudge(target, base_url=url, **options)

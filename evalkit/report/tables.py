@@ -63,7 +63,9 @@ def build_table(run_dirs: list[Path], baseline: Path | None = None) -> Table:
         row = rows.setdefault(_label(info), {})
         row.update({(bench, col): v for col, v in summary["table"].items()})
         if summary.get("n_scored", 0) < summary.get("n_planned", 0):
-            notes.append(f"{_label(info)} on {protocol}: partial, {summary['n_scored']}/{summary['n_planned']} images scored")
+            notes.append(
+                f"{_label(info)} on {protocol}: partial, {summary['n_scored']}/{summary['n_planned']} images scored"
+            )
         if summary.get("n_failed"):
             notes.append(f"{_label(info)} on {protocol}: {summary['n_failed']} judge failures (not scored)")
         if info["model"].startswith("tiny"):
@@ -80,7 +82,8 @@ def build_table(run_dirs: list[Path], baseline: Path | None = None) -> Table:
             raise EvalkitError("the baseline run uses another protocol than the table")
         for label, values in table.rows:
             table.deltas[label] = {
-                key: (v - base[key]) if v is not None and base.get(key) is not None else None for key, v in values.items()
+                key: (v - base[key]) if v is not None and base.get(key) is not None else None
+                for key, v in values.items()
             }
         table.footnotes.append(f"deltas against {_label(base_info)}")
     return table
@@ -123,7 +126,14 @@ def _markdown(table: Table) -> str:
 
 
 def _latex_escape(text: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"), ("$", r"\$")):
+    for a, b in (
+        ("\\", r"\textbackslash{}"),
+        ("&", r"\&"),
+        ("%", r"\%"),
+        ("_", r"\_"),
+        ("#", r"\#"),
+        ("$", r"\$"),
+    ):
         text = text.replace(a, b)
     return text
 
