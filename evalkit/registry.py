@@ -33,6 +33,8 @@ MODELS: dict[str, Entry] = {
     "diffusers": Entry(
         "evalkit.generators.diffusers_t2i:build", "any diffusers T2I pipeline: diffusers:<hub id or path>"
     ),
+    "bagel": Entry("evalkit.generators.bagel:build", "BAGEL-7B-MoT on evalkit's own runtime (bagel:<folder>)"),
+    "alphagrpo": Entry("evalkit.generators.bagel:build", "AlphaGRPO: BAGEL + merged LoRA (--option variant=rt2i|srr)"),
 }
 
 BENCHMARKS: dict[str, Entry] = {

@@ -113,3 +113,16 @@ def test_ls_does_not_import_torch():
 def test_ls_unknown_kind(cli):
     code, _, err = cli("ls", "model")
     assert code == 2 and "did you mean 'models'" in err
+
+
+def test_doctor_reports_data_and_missing_weights(cli, data_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr("evalkit.checkpoints.CHECKPOINT_DIR", tmp_path / "ckpt")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    code, out, err = cli("doctor", "--data-dir", data_dir)
+    assert code == 0, err
+    assert "torch: 2." in out
+    assert "weights sd35m: missing" in out
+    assert "data geneval:" in out and "all files ok" in out.split("data geneval:")[1].splitlines()[0]
+    assert "dpg_bench/dpg_bench.csv missing" in out

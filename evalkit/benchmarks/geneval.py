@@ -151,14 +151,16 @@ def build_geneval_scorer(
     data_dir: Path,
     *,
     detector: str = "mmdet",
-    device: str = "cpu",
+    device: str | None = None,
     batch_size: int = 8,
     options: GenEvalOptions = GenEvalOptions(),
 ) -> GenEvalScorer:
     """`mmdet` = the official Mask2Former Swin-S + CLIP ViT-L/14; `tiny` = random toy versions (tests)."""
     from evalkit.detection.color import ClipColorClassifier
     from evalkit.detection.mmdet import MMDetDetector
+    from evalkit.generators.diffusers_t2i import default_device
 
+    device = device or default_device()
     classnames = load_object_names(data_dir)
     if detector == "tiny":
         from evalkit.detection.tiny import tiny_clip, tiny_mask2former_checkpoint, tiny_mask2former_config

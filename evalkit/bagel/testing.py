@@ -1,0 +1,72 @@
+"""Tiny, randomly initialised BAGEL pipelines of the real architecture (tests and benchmarks only).
+
+Numbers produced by these models are meaningless; they exist to exercise the real code paths.
+"""
+
+from __future__ import annotations
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+from evalkit.bagel.autoencoder import AutoEncoder
+from evalkit.bagel.config import BagelConfig, LLMConfig, VAEConfig, ViTConfig
+from evalkit.bagel.model import Bagel
+from evalkit.bagel.pipeline import BagelPipeline
+from evalkit.bagel.tokenizer import BOS, END_OF_IMAGE, EOS, START_OF_IMAGE, BagelTokenizer
+
+SPECIAL_TOKENS = ["<|endoftext|>", BOS, EOS, START_OF_IMAGE, END_OF_IMAGE]
+
+
+def byte_tokenizer() -> BagelTokenizer:
+    """A byte-level tokenizer (256 byte tokens, no merges) plus the BAGEL special tokens."""
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    tok = Tokenizer(models.BPE(vocab={ch: i for i, ch in enumerate(alphabet)}, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(SPECIAL_TOKENS)
+    return BagelTokenizer(tok)
+
+
+def tiny_config(
+    hidden: int = 64, layers: int = 2, heads: int = 4, kv_heads: int = 2, vocab: int = 272
+) -> BagelConfig:
+    """Shapes like the parity fixture (64x64 to 128x128 images, 14-px ViT patches, 16-ch latents)."""
+    return BagelConfig(
+        llm=LLMConfig(
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=kv_heads,
+            vocab_size=vocab,
+        ),
+        vit=ViTConfig(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=112
+        ),
+        vae=VAEConfig(ch=32, ch_mult=[1, 2, 2, 2], num_res_blocks=1),
+        max_latent_size=8,
+        vit_max_num_patch_per_side=8,
+        vae_transform=(128, 64, 16),
+        vit_transform=(112, 56, 14),
+    )
+
+
+def random_pipeline(cfg: BagelConfig | None = None, seed: int = 0, dtype=torch.float32, device="cpu"):
+    """Random weights with non-trivial scales so that every path (incl. llm2vae) changes the output."""
+    cfg = cfg or tiny_config()
+    tokenizer = byte_tokenizer()
+    if cfg.llm.vocab_size < len(tokenizer):
+        raise ValueError(f"vocab_size {cfg.llm.vocab_size} < tokenizer size {len(tokenizer)}")
+    torch.manual_seed(seed)
+    model, vae = Bagel(cfg), AutoEncoder(cfg.vae)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("pos_embed"):
+                p.normal_(0, 0.2)
+            elif p.ndim >= 2:
+                p.normal_(0, 0.1 if "embed_tokens" not in name else 1.0)
+            elif "norm" in name:
+                p.normal_(1.0, 0.1) if name.endswith("weight") else p.normal_(0, 0.05)
+            else:
+                p.normal_(0, 0.05)
+    return BagelPipeline(model.to(device, dtype), vae.to(device), tokenizer)
