@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from evalkit.cli_dvreward import dvreward_app
 from evalkit.errors import EvalkitError
 
 app = typer.Typer(
@@ -18,6 +19,7 @@ app = typer.Typer(
 )
 data_app = typer.Typer(no_args_is_help=True, help="Benchmark data: fetch and verify official files.")
 app.add_typer(data_app, name="data")
+app.add_typer(dvreward_app, name="dvreward")
 out = Console()
 err = Console(stderr=True)
 
@@ -122,7 +124,7 @@ def _bench_options(bench_option: list[str] | None, compat: str | None) -> dict[s
 
 
 def _generation_config(
-    model: str, options: dict[str, Any], dtype: str | None, seed: int, bench, bench_options
+    model: str, options: dict[str, Any], dtype: str | None, seed: int, bench, bench_options, srr=None
 ) -> dict[str, Any]:
     """What determines the images: hashed into the run folder's name."""
     gen_options = {k: v for k, v in options.items() if k != "batch_size"}
@@ -136,17 +138,37 @@ def _generation_config(
     }
     if bench_options:
         config["bench_options"] = bench_options
+    if srr:
+        config["srr"] = srr  # refined images differ: a run folder of their own, rows labelled with K and gate
     return config
 
 
-def _open_run(model: str, options, dtype, seed, bench, runs_dir: Path, bench_options: dict[str, Any]):
+def _open_run(
+    model: str, options, dtype, seed, bench, runs_dir: Path, bench_options: dict[str, Any], srr=None
+):
     from evalkit.runs import Run
 
-    gen_config = _generation_config(model, options, dtype, seed, bench, bench_options)
+    gen_config = _generation_config(model, options, dtype, seed, bench, bench_options, srr)
     run = Run.for_config(runs_dir, bench.protocol, model, gen_config)
     info = {"benchmark": bench.name, "protocol": bench.protocol, "model": model, "generation": gen_config}
     run.write_info({**info, "bench_options": bench_options})
     return run
+
+
+def _check_capabilities(model: str, options: dict[str, Any], bench, samples) -> None:
+    """Refuse a model that cannot do what the run needs (edit, think) before any work, when that is
+    known without loading it; otherwise the pipeline checks the loaded generator before drawing."""
+    from evalkit import pipeline, registry
+    from evalkit.generators.base import ModelSpec
+
+    needs = pipeline.required_capabilities(bench, samples, options)
+    if not needs:
+        return
+    name, path = registry.parse_model(model)
+    known = registry.lookup("models", name).probe(ModelSpec(name=name, path=path, options=options))
+    for capability in sorted(needs):
+        if known.get(capability) is False:
+            raise pipeline.capability_error(model, bench, capability)
 
 
 def _make_generator_factory(model: str, options: dict[str, Any], device: str | None, dtype: str | None):
@@ -178,13 +200,14 @@ def _progress(description: str, total: int):
     return bar, lambda n: bar.advance(task, n)
 
 
-def _do_generate(run, bench, samples, model, options, device, dtype, seed, batch_size) -> None:
+def _do_generate(run, bench, samples, model, options, device, dtype, seed, batch_size):
+    """Make missing images; returns the loaded generator (None when nothing was missing)."""
     from evalkit import pipeline
 
     todo = pipeline.pending_images(run, bench, samples)
     if not todo:
         err.print(f"[dim]generate: all {len(samples) * bench.images_per_sample} images present[/dim]")
-        return
+        return None
     generator = _make_generator_factory(model, options, device, dtype)()  # load before the progress bar
     run.write_info({"generator": generator.config()})
     bar, advance = _progress("generate", len(todo))
@@ -192,6 +215,7 @@ def _do_generate(run, bench, samples, model, options, device, dtype, seed, batch
         pipeline.generate(
             run, bench, samples, lambda: generator, global_seed=seed, batch_size=batch_size, progress=advance
         )
+    return generator
 
 
 @dataclass
@@ -292,9 +316,24 @@ def run(
     judge_url: JudgeUrlOpt = None,
     judge_option: JudgeOptionOpt = None,
     think: ThinkOpt = False,
+    srr: Annotated[
+        int, typer.Option("--srr", help="self-reflective refinement rounds (models with refine)")
+    ] = 0,
+    srr_gate: Annotated[
+        str, typer.Option(help="SRR gating: all, self or oracle (the benchmark's answer)")
+    ] = "all",
+    srr_threshold: Annotated[
+        float, typer.Option(help="self gate: refine when the reward is below this")
+    ] = 0.5,
+    srr_judge: Annotated[
+        str | None, typer.Option(help="self gate: DVReward judge (else the model's own check)")
+    ] = None,
+    srr_judge_url: Annotated[str | None, typer.Option(help="self gate: DVReward judge server URL")] = None,
+    srr_questions: Annotated[Path | None, typer.Option(help="self gate: DVReward questions JSONL")] = None,
 ) -> None:
-    """Generate, score and summarize a benchmark in one go (resumable)."""
+    """Generate, (optionally refine,) score and summarize a benchmark in one go (resumable)."""
     from evalkit import pipeline
+    from evalkit.cli_dvreward import srr_config, srr_stage
     from evalkit.runs import Shard
 
     bench_options = _bench_options(bench_option, compat)
@@ -304,15 +343,45 @@ def run(
         options["think"] = True
     shard = Shard.from_env()
     samples = shard.select(bench.samples()[:limit])
-    runs = _open_run(model, options, dtype, seed, bench, runs_dir, bench_options)
+    _check_capabilities(model, options, bench, samples)
+    if getattr(bench, "needs_judge", False) and not judge:
+        raise EvalkitError(
+            f"{bench.name} is scored by a judge: pass --judge hf:<id-or-path>, "
+            "--judge openai:<model> --judge-url URL, or --judge tiny (a random test judge)"
+        )
+    score_options = _score_options(detector, score_option, device)
+    bench.scorer_config(**score_options)  # refuse bad scorer options before generating anything
+    srr_cfg = srr_config(srr, srr_gate, srr_threshold, srr_judge, srr_questions)
+    runs = _open_run(model, options, dtype, seed, bench, runs_dir, bench_options, srr_cfg)
     runs.write_info({"limit": limit, "seed": seed})
-    _do_generate(runs, bench, samples, model, options, device, dtype, seed, batch_size)
+    generator = _do_generate(runs, bench, samples, model, options, device, dtype, seed, batch_size)
     judge_choice = JudgeChoice(judge, judge_url, parse_options(judge_option))
+    if srr_cfg:
+
+        def make_oracle():
+            extra = {"judge": judge_choice.load(runs)} if judge_choice.spec else {}
+            return bench.make_scorer(**score_options, **extra)
+
+        srr_stage(
+            runs,
+            bench,
+            samples,
+            (lambda: generator) if generator else _make_generator_factory(model, options, device, dtype),
+            rounds=srr,
+            gate=srr_gate,
+            threshold=srr_threshold,
+            seed=seed,
+            make_oracle_scorer=make_oracle,
+            reward_judge=srr_judge,
+            reward_judge_url=srr_judge_url,
+            questions=srr_questions,
+            batch_size=batch_size,
+        )
     _do_score(
         runs,
         bench,
         samples,
-        _score_options(detector, score_option, device),
+        score_options,
         shard,
         batch_size,
         rescore,
@@ -351,6 +420,7 @@ def gen(
     if think:
         options["think"] = True
     samples = Shard.from_env().select(bench.samples()[:limit])
+    _check_capabilities(model, options, bench, samples)
     runs = _open_run(model, options, dtype, seed, bench, runs_dir, bench_options)
     runs.write_info({"limit": limit, "seed": seed})
     _do_generate(runs, bench, samples, model, options, device, dtype, seed, batch_size)
@@ -364,7 +434,8 @@ def score(
         Path | None, typer.Option(help="GenEval: re-score recorded detections (JSONL)")
     ] = None,
     out_file: Annotated[
-        Path | None, typer.Option("--out", help="where re-scored lines go (default stdout)")
+        Path | None,
+        typer.Option("--out", help="where re-scored lines go (default stdout); TIIF import: summaries JSON"),
     ] = None,
     limit: LimitOpt = None,
     data_dir: DataDirOpt = None,
@@ -379,10 +450,30 @@ def score(
     import_judgments: Annotated[
         Path | None, typer.Option(help="TIIF: re-score the released judge outputs in DIR and print the table")
     ] = None,
+    reward: Annotated[
+        str | None, typer.Option(help="score a folder of images with this reward model")
+    ] = None,
+    reward_option: Annotated[
+        list[str] | None, typer.Option(help="reward option key=value (e.g. tiny=true)")
+    ] = None,
+    prompts: Annotated[Path | None, typer.Option(help="--reward: prompts file (.txt or .jsonl)")] = None,
 ) -> None:
-    """Score the images of a run folder, or re-score released outputs (GenEval detections, TIIF judgments)."""
+    """Score a run folder, a folder of images with --reward, or released outputs (GenEval detections,
+    TIIF judgments)."""
     from evalkit import pipeline
     from evalkit.runs import Run, Shard
+
+    if reward is not None:
+        from evalkit.reward_folder import score_folder
+
+        written, n_scored, n_total = score_folder(
+            reward, Path(target), prompts_file=prompts, options=parse_options(reward_option), judge=judge,
+            judge_url=judge_url, batch_size=batch_size, out=out_file,
+        )  # fmt: skip
+        out.print(f"{n_scored}/{n_total} images scored with {reward} -> {written}")
+        if n_scored < n_total:
+            err.print(f"{n_total - n_scored} abstained (null in {written})")
+        return
 
     if import_judgments is not None:
         if target.split("@")[0] != "tiif":
@@ -392,7 +483,10 @@ def score(
 
         if not import_judgments.exists():
             raise EvalkitError(f"no such folder: {import_judgments}")
-        print(format_table(import_dir(import_judgments, excel_rounding=True)))
+        results = import_dir(import_judgments, excel_rounding=True)
+        if out_file is not None:  # the full official summaries (dimensions, groups, overall, table)
+            out_file.write_text(json.dumps(results, indent=2) + "\n")
+        print(format_table(results))
         return
     if detections is not None:
         if target.split("@")[0] != "geneval":
@@ -411,6 +505,13 @@ def score(
     bench = _benchmark(info["protocol"], info["protocol"], data_dir, info.get("bench_options"))
     shard = Shard.from_env()
     samples = shard.select(bench.samples()[: limit if limit is not None else info.get("limit")])
+    if info["generation"].get("srr"):
+        from evalkit.srr import pending_srr
+
+        if left := pending_srr(runs, bench, samples):
+            raise EvalkitError(
+                f"SRR unfinished for {len(left)} images; re-run `evalkit run ... --srr K` first"
+            )
     judge_choice = JudgeChoice(judge, judge_url, parse_options(judge_option))
     _do_score(
         runs,
@@ -457,6 +558,47 @@ def report(
         output.write_text(text)
     else:
         print(text)
+
+
+@app.command("ablate-reward")
+def ablate_reward(
+    backbone: Annotated[str, typer.Option(help="sd35m, or tiny-sd3 (offline, minutes)")] = "sd35m",
+    rewards: Annotated[
+        str | None, typer.Option(help="comma-separated subset, e.g. pickscore,dvreward")
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="training epochs per reward (overrides the config)")
+    ] = None,
+    evals: Annotated[str, typer.Option("--eval", help="comma-separated: tiif,geneval")] = "tiif,geneval",
+    prompts: Annotated[Path | None, typer.Option(help="training prompts (.txt or .jsonl)")] = None,
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="folder for trainings, evaluations and tables")
+    ] = Path("runs/ablate-reward"),
+    data_dir: DataDirOpt = None,
+    judge: JudgeOpt = None,
+    judge_url: JudgeUrlOpt = None,
+    detector: DetectorOpt = None,
+    limit: LimitOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="md or latex")] = "md",
+) -> None:
+    """Train SD3 with GRPO once per reward, evaluate base + each LoRA, and print the ablation table."""
+    from evalkit import paths
+    from evalkit.grpo.ablate_cli import ablate
+
+    result = ablate(
+        backbone,
+        rewards=[r.strip() for r in rewards.split(",")] if rewards else None,
+        steps=steps,
+        evals=[e.strip() for e in evals.split(",") if e.strip()],
+        prompts_file=prompts,
+        out_dir=out_dir / backbone,
+        data_dir=paths.data_dir(data_dir),
+        judge_spec=judge,
+        judge_url=judge_url,
+        detector=detector,
+        limit=limit,
+    )
+    print(result.latex if fmt == "latex" else result.markdown)
 
 
 @app.command()

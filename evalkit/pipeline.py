@@ -1,7 +1,8 @@
 """The three persisted stages: generate -> score -> summarize. Each reads only what the previous wrote.
 
 Model and scorer are built by zero-argument factories and only when there is work to do, so re-running
-a finished run loads nothing.
+a finished run loads nothing. What a benchmark needs from a generator (editing, thinking) is checked
+before any image is made; `required_capabilities` lets the CLI check it before the model is even loaded.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from evalkit.benchmarks.base import Benchmark, Sample, SampleScorer
+from evalkit.errors import EvalkitError
 from evalkit.generators.base import GenerationRequest, Generator
-from evalkit.runs import Run, Shard, sample_seed, stable_hash
+from evalkit.runs import Run, Shard, atomic_write_bytes, sample_seed, stable_hash
 
 Progress = Callable[[int], None]  # called with the number of items just finished
 
@@ -23,6 +25,68 @@ def _noop(_: int) -> None:
 
 def pending_images(run: Run, bench: Benchmark, samples: list[Sample]) -> list[tuple[Sample, int]]:
     return [(s, k) for s in samples for k in range(bench.images_per_sample) if not run.has_image(s.id, k)]
+
+
+def required_capabilities(
+    bench: Benchmark, samples: list[Sample], generator_options: dict[str, Any] | None = None
+) -> set[str]:
+    """What the generator must be able to do: "edit" (samples carry a source image), "think"."""
+    needs = set()
+    if any(s.input_image is not None for s in samples):
+        needs.add("edit")
+    if (generator_options or {}).get("think") or any(bench.request_options(s).get("think") for s in samples):
+        needs.add("think")
+    return needs
+
+
+def capability_error(model: str, bench: Benchmark, capability: str) -> EvalkitError:
+    if capability == "edit":
+        return EvalkitError(
+            f"{bench.name} edits images but {model} cannot edit; use an editing-capable model "
+            "(tiny-sd3-edit, bagel, or diffusers:<a pipeline that takes an `image`>)"
+        )
+    return EvalkitError(
+        f"{model} has no think mode; drop --think (or the benchmark's think option) for this model"
+    )
+
+
+def check_generator(generator: Generator, bench: Benchmark, needs: set[str]) -> None:
+    """Refuse a generator that lacks a needed capability (`supports_edit` must be declared; a generator
+    that does not say `supports_think = False` is trusted with think requests)."""
+    name = getattr(generator, "name", type(generator).__name__)
+    if "edit" in needs and not getattr(generator, "supports_edit", False):
+        raise capability_error(name, bench, "edit")
+    if "think" in needs and getattr(generator, "supports_think", None) is False:
+        raise capability_error(name, bench, "think")
+
+
+def write_derived_images(run: Run, bench: Benchmark, samples: list[Sample]) -> int:
+    """Files a protocol keeps next to a sample's images (DPG-Bench: the 2x2 grid), made once all the
+    sample's images exist. Missing ones are (re)made on every call, so an interrupted run gets them too.
+
+    A benchmark opts in with `derived_names(sample) -> [file name]` and
+    `derived_images(images) -> {file name: image}`.
+    """
+    names_of = getattr(bench, "derived_names", None)
+    derive = getattr(bench, "derived_images", None)
+    if names_of is None or derive is None:
+        return 0
+    import io
+
+    written = 0
+    ks = range(bench.images_per_sample)
+    for s in samples:
+        folder = run.root / "samples" / s.id
+        missing = [n for n in names_of(s) if not (folder / n).exists()]
+        if not missing or not all(run.has_image(s.id, k) for k in ks):
+            continue
+        for name, image in derive([run.load_image(s.id, k) for k in ks]).items():
+            if name in missing:
+                buf = io.BytesIO()
+                image.save(buf, format="PNG")
+                atomic_write_bytes(folder / name, buf.getvalue())
+                written += 1
+    return written
 
 
 def generate(
@@ -36,11 +100,13 @@ def generate(
     request_options: dict[str, Any] | None = None,
     progress: Progress = _noop,
 ) -> int:
-    """Make every missing image; returns how many were made."""
+    """Make every missing image (then the protocol's derived files, e.g. grids); returns how many."""
     todo = pending_images(run, bench, samples)
     if not todo:
+        write_derived_images(run, bench, samples)
         return 0
     generator = make_generator()
+    check_generator(generator, bench, required_capabilities(bench, [s for s, _ in todo], request_options))
     made = 0
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
@@ -49,7 +115,7 @@ def generate(
                 prompt=s.prompt,
                 seed=sample_seed(global_seed, bench.name, s.id, k),
                 input_image=_load_input(s),
-                options={**(request_options or {}), **bench.request_options(s)},
+                options={"benchmark": bench.name, **(request_options or {}), **bench.request_options(s)},
             )
             for s, k in chunk
         ]
@@ -64,6 +130,7 @@ def generate(
             run.save_image(s.id, k, gen.image, meta)
             made += 1
         progress(len(chunk))
+    write_derived_images(run, bench, samples)
     return made
 
 
@@ -141,18 +208,41 @@ def _chunks(items: list, size: int) -> Iterable[list]:
 
 
 def summarize(run: Run, bench: Benchmark, samples: list[Sample]) -> dict[str, Any]:
-    """Aggregate the run's records; counts say whether every planned image was scored."""
+    """Aggregate the run's records; counts say whether every planned image was scored.
+
+    n_planned = images the run should have; n_records = images with a record; n_failed = records whose
+    judging failed (never scored); n_left_out = records judged fine but left out because another image of
+    their sample failed (a benchmark that scores samples as a whole lists those in `failed_samples`, e.g.
+    DPG-Bench's grids); n_scored = the records the scores are made of.
+    """
     records = run.records()
     summary = bench.aggregate(records)
     planned = len(samples) * bench.images_per_sample
+    n_failed = sum(1 for r in records if r.get("failed"))
+    failed_samples = {str(s) for s in summary.get("failed_samples") or []}
+    n_left_out = sum(1 for r in records if not r.get("failed") and str(r["sample_id"]) in failed_samples)
     summary.update(
         {
             "protocol": bench.protocol,
             "benchmark": bench.name,
             "n_planned": planned,
-            "n_scored": len(records),
+            "n_records": len(records),
+            "n_scored": len(records) - n_failed - n_left_out,
+            "n_failed": n_failed,
+            "n_left_out": n_left_out,
+            "failure_reasons": _reason_counts(records),
             "scorer_hash": sorted({r.get("scorer_hash") for r in records} - {None}),
         }
     )
     run.write_summary(summary)
     return summary
+
+
+def _reason_counts(records: list[dict[str, Any]]) -> dict[str, int]:
+    """How often each failure reason occurred (reasons as recorded, most frequent first)."""
+    counts: dict[str, int] = {}
+    for r in records:
+        if r.get("failed"):
+            reason = str(r.get("reason") or "unknown")[:160]
+            counts[reason] = counts.get(reason, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))

@@ -17,24 +17,46 @@ from evalkit.judges import BACKENDS as JUDGE_BACKENDS
 class Entry:
     target: str  # "package.module:attribute"
     summary: str
+    # models: "module:function" taking the ModelSpec and returning {"edit": bool | None, "think": ...}
+    # without loading weights, so a run that needs a capability fails before any work; None = unknown
+    capabilities: str | None = None
 
     def load(self) -> Any:
-        module, attr = self.target.split(":")
-        return getattr(importlib.import_module(module), attr)
+        return _resolve(self.target)
+
+    def probe(self, spec: Any) -> dict[str, bool | None]:
+        """What the model can do, as far as is known before loading it (empty when unknown)."""
+        return _resolve(self.capabilities)(spec) if self.capabilities else {}
+
+
+def _resolve(target: str) -> Any:
+    module, attr = target.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+_DIFFUSERS = "evalkit.generators.diffusers_t2i:build"
+_DIFFUSERS_CAPS = "evalkit.generators.diffusers_t2i:capabilities"
 
 
 MODELS: dict[str, Entry] = {
-    "sd35m": Entry(
-        "evalkit.generators.diffusers_t2i:build", "Stable Diffusion 3.5 Medium (512px, 40 steps, CFG 4.5)"
-    ),
-    "tiny-sd3": Entry(
-        "evalkit.generators.diffusers_t2i:build", "tiny random SD3 pipeline (offline tests and demo)"
+    "sd35m": Entry(_DIFFUSERS, "Stable Diffusion 3.5 Medium (512px, 40 steps, CFG 4.5)", _DIFFUSERS_CAPS),
+    "tiny-sd3": Entry(_DIFFUSERS, "tiny random SD3 pipeline (offline tests and demo)", _DIFFUSERS_CAPS),
+    "tiny-sd3-edit": Entry(
+        _DIFFUSERS,
+        "tiny random SD3 that also edits (StableDiffusion3Img2ImgPipeline, same components)",
+        _DIFFUSERS_CAPS,
     ),
     "diffusers": Entry(
-        "evalkit.generators.diffusers_t2i:build", "any diffusers T2I pipeline: diffusers:<hub id or path>"
+        _DIFFUSERS,
+        "any diffusers pipeline: diffusers:<hub id or path> (edits when it takes an `image`)",
+        _DIFFUSERS_CAPS,
     ),
-    "bagel": Entry("evalkit.generators.bagel:build", "BAGEL-7B-MoT on evalkit's own runtime (bagel:<folder>)"),
-    "alphagrpo": Entry("evalkit.generators.bagel:build", "AlphaGRPO: BAGEL + merged LoRA (--option variant=rt2i|srr)"),
+    "bagel": Entry(
+        "evalkit.generators.bagel:build", "BAGEL-7B-MoT on evalkit's own runtime (bagel:<folder>)"
+    ),
+    "alphagrpo": Entry(
+        "evalkit.generators.bagel:build", "AlphaGRPO: BAGEL + merged LoRA (--option variant=rt2i|srr)"
+    ),
 }
 
 BENCHMARKS: dict[str, Entry] = {
@@ -52,9 +74,14 @@ JUDGES: dict[str, Entry] = {
 }
 
 REWARDS: dict[str, Entry] = {
-    "geneval": Entry(
-        "evalkit.benchmarks.geneval:build_geneval_scorer", "GenEval correctness (1/0) as a reward"
+    "pickscore": Entry("evalkit.grpo.launch:build_scorer", "PickScore (CLIP-H): logit-scaled cosine"),
+    "hpsv3": Entry("evalkit.grpo.launch:build_scorer", "HPSv3: Qwen2-VL + reward head, mu"),
+    "viescore": Entry("evalkit.grpo.launch:build_scorer", "VIEScore on any judge: O = sqrt(min SC * min PQ)"),
+    "unifiedreward": Entry("evalkit.grpo.launch:build_scorer", "UnifiedReward pointwise 'Final Score' / 5"),
+    "dvreward": Entry(
+        "evalkit.grpo.launch:build_scorer", "DVReward: decomposed yes/no questions, MLLM-verified"
     ),
+    "brightness": Entry("evalkit.grpo.launch:build_scorer", "mean brightness (trainer sanity checks)"),
 }
 
 KINDS = {"models": MODELS, "benchmarks": BENCHMARKS, "judges": JUDGES, "rewards": REWARDS}

@@ -470,7 +470,9 @@ class DPGScorer(SampleScorer):
             if self.input == "grid":
                 cells = split_grid(image, self.pic_num, self.resolution)
                 return {**base, "failed": False, **score_item(item, cells, answer_fn, self.compat)}
-            return {**base, "failed": False, **score_cell(item, image, answer_fn, k=0)}
+            cell = score_cell(item, image, answer_fn, k=0)
+            del cell["k"]  # the cell's index is the pipeline's k (the record's), not known here
+            return {**base, "failed": False, **cell}
         except JudgeFailure as e:
             return {**base, "failed": True, "reason": e.reason}
         except DPGImageError as e:
@@ -482,10 +484,20 @@ class DPGScorer(SampleScorer):
         return [self.score_one(s, im) for s, im in zip(samples, images, strict=True)]
 
 
+GRID_FILE = "grid.png"
+
+
 class DPG(Benchmark):
-    """DPG-Bench: pic_num images per prompt (4 = the protocol's 2x2 grid, see merge_grid)."""
+    """DPG-Bench: pic_num images per prompt (4 = the protocol's 2x2 grid, see merge_grid).
+
+    A run keeps the protocol's saved form: ``samples/<id>/grid.png`` (cells 0-3 row-major, pixel-identical
+    to ``samples/<id>/<k>.png``) is written next to the four generated images. Scoring asks every question
+    on each generated image (``input="cell"``, one record per cell) and ``aggregate`` combines a sample's
+    cells exactly as a split grid is combined, so the numbers equal those of scoring the saved grid.
+    """
 
     name = "dpg"
+    needs_judge = True  # `evalkit run` refuses to start without --judge
 
     def __init__(
         self,
@@ -513,6 +525,24 @@ class DPG(Benchmark):
             Sample(id=item_id, prompt=text, metadata={"item_id": item_id})
             for item_id, text in load_prompts(self.root)
         ]
+
+    def derived_names(self, sample: Sample) -> list[str]:
+        """The grid file the protocol saves per prompt (only for the full 2x2 layout, pic_num = 4)."""
+        return [GRID_FILE] if self.pic_num == 4 else []
+
+    def derived_images(self, images: Sequence[Image.Image]) -> dict[str, Image.Image]:
+        """The 2x2 grid of a sample's generated images (k = 0..3, row-major)."""
+        return {GRID_FILE: merge_grid(images)} if self.pic_num == 4 else {}
+
+    def scorer_config(self, **options: Any) -> dict[str, Any]:
+        """A run scores its generated images one cell per record; ``input="grid"`` is for scoring saved
+        grid images outside a run (DPGScorer, score_folder)."""
+        if options.get("input", "cell") != "cell":
+            raise EvalkitError(
+                "a DPG-Bench run scores each generated image (input=cell); its samples/<id>/grid.png "
+                "holds the same cells, so the numbers are those of the grid"
+            )
+        return dict(options)
 
     def make_scorer(self, **options: Any) -> DPGScorer:
         """options: judge (required), input ('cell' | 'grid'), resolution (grid cell side; default half the

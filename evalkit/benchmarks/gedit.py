@@ -470,6 +470,7 @@ class GEdit(Benchmark):
     """GEdit-Bench (EN by default); samples carry the source image for editing-capable generators."""
 
     name = "gedit"
+    needs_judge = True  # `evalkit run` refuses to start without --judge
     protocol = "gedit"
     images_per_sample = 1
 

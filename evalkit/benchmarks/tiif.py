@@ -485,6 +485,7 @@ class TIIF(Benchmark):
     """TIIF-Bench under one protocol: one image per (prompt, short|long description)."""
 
     name = "tiif"
+    needs_judge = True  # `evalkit run` refuses to start without --judge
     images_per_sample = 1
 
     def __init__(

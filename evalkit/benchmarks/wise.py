@@ -28,6 +28,7 @@ from evalkit.errors import DataError, EvalkitError
 from evalkit.judges.base import Judge, JudgeFailure
 
 PROTOCOLS = ("wise@legacy", "wise@verified")
+DEFAULT_PROTOCOL = "wise@legacy"  # the protocol of the paper, BAGEL and AlphaGRPO tables
 CATEGORIES = ("CULTURE", "TIME", "SPACE", "BIOLOGY", "PHYSICS", "CHEMISTRY")
 COLUMN_NAMES = {
     "CULTURE": "Cultural",
@@ -394,11 +395,13 @@ class WISE(Benchmark):
     """WISE under wise@legacy (default) or wise@verified; one image per prompt named by prompt_id."""
 
     name = "wise"
+    needs_judge = True  # `evalkit run` refuses to start without --judge
     images_per_sample = 1
 
     def __init__(
         self, data_dir: Path | str, protocol: str = "wise@legacy", think: bool = False, rewrite: bool = False
     ):
+        protocol = DEFAULT_PROTOCOL if protocol == "wise" else protocol  # `evalkit run wise`
         if protocol not in PROTOCOLS:
             raise EvalkitError(f"unknown WISE protocol '{protocol}' (known: {', '.join(PROTOCOLS)})")
         self.root = Path(data_dir) / "wise"

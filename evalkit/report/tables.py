@@ -43,6 +43,27 @@ def _label(info: dict[str, Any]) -> str:
     return label
 
 
+def _count_notes(where: str, summary: dict[str, Any]) -> list[str]:
+    """Partial (images without a record) and failed (judging failed, not scored) footnotes.
+
+    n_scored counts the records the scores are made of, n_failed the failed ones and n_left_out those
+    left out with a failed image of their sample; n_records (when present) is every record, so
+    n_planned - n_records images were never judged. Summaries written before n_failed was split off
+    counted failures in n_scored; n_records keeps them right too.
+    """
+    scored, failed = summary.get("n_scored", 0), summary.get("n_failed") or 0
+    planned = summary.get("n_planned", 0)
+    recorded = summary.get("n_records", scored + failed)
+    notes = []
+    if recorded < planned:
+        notes.append(f"{where}: partial, {scored}/{planned} images scored ({planned - recorded} not judged)")
+    if failed:
+        left_out = summary.get("n_left_out") or 0
+        also = f"{left_out} other images of their prompts left out; " if left_out else ""
+        notes.append(f"{where}: {failed} judge failures (not scored; {also}{scored}/{planned} images scored)")
+    return notes
+
+
 def build_table(run_dirs: list[Path], baseline: Path | None = None) -> Table:
     if not run_dirs:
         raise EvalkitError("no run folders given")
@@ -62,12 +83,7 @@ def build_table(run_dirs: list[Path], baseline: Path | None = None) -> Table:
                 columns.append((bench, col))
         row = rows.setdefault(_label(info), {})
         row.update({(bench, col): v for col, v in summary["table"].items()})
-        if summary.get("n_scored", 0) < summary.get("n_planned", 0):
-            notes.append(
-                f"{_label(info)} on {protocol}: partial, {summary['n_scored']}/{summary['n_planned']} images scored"
-            )
-        if summary.get("n_failed"):
-            notes.append(f"{_label(info)} on {protocol}: {summary['n_failed']} judge failures (not scored)")
+        notes.extend(_count_notes(f"{_label(info)} on {protocol}", summary))
         if info["model"].startswith("tiny"):
             notes.append(f"{info['model']} has random weights: its numbers are pipeline checks, not results")
         gate = info.get("generation", {}).get("srr", {}).get("gate")

@@ -1,0 +1,284 @@
+"""`evalkit dvreward ...` (decompose prompts, score images) and the SRR stage that `evalkit run --srr K` calls.
+
+Mounted by evalkit/cli.py as `app.add_typer(dvreward_app, name="dvreward")`. Importing this module loads
+no torch; models load inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from evalkit.errors import EvalkitError
+
+dvreward_app = typer.Typer(
+    no_args_is_help=True,
+    help="DVReward: decompose prompts into yes/no questions, verify images with a judge.",
+)
+out = Console()
+err = Console(stderr=True)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+OptionList = Annotated[list[str] | None, typer.Option(help="backend option key=value (repeatable)")]
+
+
+def _progress(description: str, total: int):
+    """A transient progress bar on stderr and its advance(n) callback."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
+    task = bar.add_task(description, total=total)
+    return bar, lambda n: bar.advance(task, n)
+
+
+def _options(pairs: list[str] | None) -> dict[str, Any]:
+    from evalkit.cli import parse_options  # imported late: evalkit.cli imports this module
+
+    return parse_options(pairs)
+
+
+# ----------------------------------------------------------------------------------------- decompose
+@dvreward_app.command("decompose")
+def decompose(
+    prompts: Annotated[Path, typer.Argument(help="prompts: .txt (one per line) or .jsonl with 'prompt'")],
+    out_file: Annotated[Path, typer.Option("--out", help="output JSONL (AlphaGRPO decomposition format)")],
+    llm: Annotated[str, typer.Option(help="openai:<model> (any OpenAI-compatible LLM), azure:..., hf:...")],
+    llm_url: Annotated[str | None, typer.Option(help="base URL of the LLM server")] = None,
+    llm_option: Annotated[list[str] | None, typer.Option(help="LLM option key=value (repeatable)")] = None,
+    workers: Annotated[int, typer.Option(help="prompts decomposed concurrently")] = 4,
+    temperature: Annotated[float, typer.Option(help="LLM sampling temperature")] = 0.3,
+    max_attempts: Annotated[int, typer.Option(help="tries per step when a reply does not parse")] = 3,
+    cache: Annotated[Path | None, typer.Option(help="decomposition cache (default ~/.cache/evalkit)")] = None,
+) -> None:
+    """Decompose prompts into validated, tagged semantic and quality questions (cached per prompt)."""
+    from evalkit.dvreward.decompose import Decomposer, default_cache_path, read_prompts
+    from evalkit.dvreward.format import write_jsonl
+    from evalkit.judges import JudgeFailure, load_judge
+    from evalkit.runs import atomic_write_bytes
+
+    texts = read_prompts(prompts)
+    model = load_judge(llm, url=llm_url, **_options(llm_option))
+    decomposer = Decomposer(
+        model, cache=cache or default_cache_path(), temperature=temperature, max_attempts=max_attempts
+    )
+    bar, advance = _progress("decompose", len(texts))
+    with bar:
+        results = decomposer.decompose_many(texts, workers=workers, progress=advance)
+    done = [r for r in results if not isinstance(r, JudgeFailure)]
+    write_jsonl(out_file, done)  # type: ignore[arg-type]
+    failures = [
+        {"original_index": i, "prompt": texts[i], "reason": r.reason}
+        for i, r in enumerate(results)
+        if isinstance(r, JudgeFailure)
+    ]
+    failures_file = out_file.with_name(out_file.stem + ".failures.jsonl")
+    if failures:
+        body = "".join(json.dumps(f, ensure_ascii=False) + "\n" for f in failures)
+        atomic_write_bytes(failures_file, body.encode())
+    elif failures_file.exists():
+        failures_file.unlink()
+    out.print(f"{len(done)}/{len(texts)} prompts decomposed -> {out_file}")
+    if failures:
+        err.print(f"{len(failures)} failed (not written; re-run to retry): {failures_file}", markup=False)
+        raise typer.Exit(1)
+
+
+# ----------------------------------------------------------------------------------------- score
+def find_images(folder: Path) -> list[Path]:
+    """Image files under `folder`, recursively, in a stable order (hidden files skipped)."""
+    found = [
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+    ]
+    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def prompt_of(image: Path, folder: Path, prompts_in_order: list[str]) -> str | None:
+    """The image's prompt: its sidecar JSON's "prompt" (evalkit run layout); else the single prompt of the
+    questions file; else the leading integer folder/file name as an index into the questions file."""
+    sidecar = image.with_suffix(".json")
+    if sidecar.exists():
+        try:
+            prompt = json.loads(sidecar.read_text()).get("prompt")
+        except (json.JSONDecodeError, AttributeError):
+            prompt = None
+        if isinstance(prompt, str):
+            return prompt
+    if len(prompts_in_order) == 1:
+        return prompts_in_order[0]
+    head = image.relative_to(folder).parts[0].split(".")[0].split("_")[0]
+    if head.isdigit() and int(head) < len(prompts_in_order):
+        return prompts_in_order[int(head)]
+    return None
+
+
+@dvreward_app.command("score")
+def score(
+    images: Annotated[Path, typer.Option(help="folder of images (searched recursively)")],
+    questions: Annotated[Path, typer.Option(help="decomposition JSONL (AlphaGRPO format)")],
+    judge: Annotated[str, typer.Option(help="tiny, hf:<id-or-path>, openai:<model>, azure:<deployment>")],
+    judge_url: Annotated[str | None, typer.Option(help="base URL of an OpenAI-compatible judge")] = None,
+    judge_option: Annotated[
+        list[str] | None, typer.Option(help="judge option key=value (repeatable)")
+    ] = None,
+    method: Annotated[str, typer.Option(help="geometric (sqrt(SC*PQ)), mean or binary")] = "geometric",
+    allow_partial: Annotated[bool, typer.Option(help="score from the answered questions")] = False,
+    official_system_prompt: Annotated[
+        bool, typer.Option(help="use AlphaGRPO's auditor system prompt for the judge")
+    ] = True,
+    out_file: Annotated[Path | None, typer.Option("--out", help="default: IMAGES/dvreward.jsonl")] = None,
+    cache: Annotated[
+        Path | None, typer.Option(help="judge reply cache (default: IMAGES/judge_cache.sqlite)")
+    ] = None,
+) -> None:
+    """Verify every image against its prompt's questions; write one JSON line per image with the details."""
+    from evalkit.dvreward.format import read_jsonl
+    from evalkit.dvreward.verify import VERIFIER_SYSTEM_PROMPT, Verification
+    from evalkit.rewards.dvreward import build_dvreward
+    from evalkit.runs import atomic_write_bytes
+
+    if not images.is_dir():
+        raise EvalkitError(f"no such folder: {images}")
+    decompositions = read_jsonl(questions)
+    files = find_images(images)
+    if not files:
+        raise EvalkitError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {images}")
+    options = _options(judge_option)
+    default_system = VERIFIER_SYSTEM_PROMPT if official_system_prompt else None
+    reward = build_dvreward(
+        judge,
+        judge_url=judge_url,
+        questions=questions,
+        method=method,
+        allow_partial=allow_partial,
+        cache_path=cache or images / "judge_cache.sqlite",
+        system_prompt=options.pop("system_prompt", default_system),
+        **options,
+    )
+    prompts = [d.prompt for d in decompositions]
+    lines = []
+    bar, advance = _progress("verify", len(files))
+    with bar:
+        for path in files:
+            prompt = prompt_of(path, images, prompts)
+            if prompt is None:
+                result = Verification(None, None, None, method, (), "no prompt for this image")
+            else:
+                result = reward.verify([_open(path)], [prompt])[0]
+            lines.append({"image": path.relative_to(images).as_posix(), "prompt": prompt, **result.to_dict()})
+            advance(1)
+    target = out_file or images / "dvreward.jsonl"
+    atomic_write_bytes(
+        target, "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()
+    )
+    scored = [line["reward"] for line in lines if line["reward"] is not None]
+    mean = sum(scored) / len(scored) if scored else float("nan")
+    out.print(f"{len(scored)}/{len(lines)} images scored, mean DVReward ({method}) {mean:.4f} -> {target}")
+    if len(scored) < len(lines):
+        err.print(f"{len(lines) - len(scored)} abstained (see 'failure' in {target})", markup=False)
+
+
+def _open(path: Path):
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, SyntaxError, ValueError) as error:
+        raise EvalkitError(f"cannot read image {path} ({error})") from None
+
+
+# ----------------------------------------------------------------------------------------- SRR stage
+def srr_config(
+    rounds: int,
+    gate: str,
+    threshold: float,
+    reward_judge: str | None = None,
+    questions: Path | None = None,
+) -> dict[str, Any] | None:
+    """The "srr" entry of the run's generation config (None without SRR): changes the run folder's hash,
+    and the report labels rows with K and the gate from it."""
+    from evalkit.srr import SRRSettings
+
+    if rounds <= 0:
+        return None
+    settings = SRRSettings(rounds, gate, threshold)
+    config: dict[str, Any] = {"rounds": rounds, "gate": gate}
+    if gate == "self":
+        config.update(
+            threshold=settings.threshold,
+            signal="dvreward" if reward_judge else "self_check",
+            judge=reward_judge,
+            questions=str(questions) if questions else None,
+        )
+    return config
+
+
+def srr_stage(
+    run,
+    bench,
+    samples: list,
+    make_refiner: Callable[[], Any],
+    *,
+    rounds: int,
+    gate: str,
+    threshold: float,
+    seed: int,
+    make_oracle_scorer: Callable[[], Any] | None = None,
+    reward_judge: str | None = None,
+    reward_judge_url: str | None = None,
+    questions: Path | None = None,
+    batch_size: int = 8,
+):
+    """Refine a run's images (after generate, before score); loads nothing when every image is done."""
+    from evalkit import srr
+    from evalkit.generators.base import Refiner
+
+    todo = srr.pending_srr(run, bench, samples)
+    if rounds <= 0 or not todo:
+        return None
+    refiner = make_refiner()
+    if not isinstance(refiner, Refiner):
+        raise EvalkitError(
+            f"{type(refiner).__name__} cannot refine its images (no refine()); SRR needs BAGEL-like models"
+        )
+    reward = None
+    if gate == "self" and reward_judge:
+        from evalkit.rewards.dvreward import build_dvreward
+
+        reward = build_dvreward(
+            reward_judge,
+            judge_url=reward_judge_url,
+            questions=questions,
+            cache_path=run.root / "judge_cache.sqlite",
+        )
+    oracle = make_oracle_scorer() if gate == "oracle" and make_oracle_scorer is not None else None
+    bar, advance = _progress(f"srr x{rounds} ({gate})", len(todo))
+    with bar:
+        return srr.refine_run(
+            run,
+            bench,
+            samples,
+            refiner,
+            rounds=rounds,
+            gate=gate,
+            threshold=threshold,
+            reward=reward,
+            oracle_scorer=oracle,
+            global_seed=seed,
+            batch_size=batch_size,
+            progress=advance,
+        )

@@ -1,0 +1,216 @@
+"""Reward ablation: one GRPO run per reward model, the base and each LoRA evaluated, one table.
+
+The spec (reward_ablation/*.yaml) names the backbone, shared trainer settings, one entry per reward (scorer
+options and trainer overrides) and the table columns. Training, evaluation and scorer construction are
+injected, so the same driver runs the tiny offline backbone in tests and SD3.5-M on a cluster:
+
+    result = run_reward_ablation(spec, pipeline_factory, scorer_factory, evaluate, prompts, out_dir)
+
+Every stage is resumable: a reward whose final LoRA exists is not retrained (an interrupted run resumes from
+its latest checkpoint), and an evaluation whose `eval.json` exists is not recomputed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evalkit.grpo.config import GRPOConfig
+from evalkit.rewards.base import Scorer
+
+FINAL_LORA = Path("final") / "lora"
+BASE_ROW = "base"
+
+
+@dataclass
+class Column:
+    key: str  # what `evaluate` returns, e.g. "tiif_short"
+    title: str  # table header, e.g. "TIIF short"
+    fmt: str = ".2f"
+    higher_is_better: bool = True
+
+
+@dataclass
+class RewardRun:
+    name: str  # row name and run folder, e.g. "pickscore"
+    scorer: dict[str, Any] = field(default_factory=dict)  # options for scorer_factory
+    train: dict[str, Any] = field(default_factory=dict)  # GRPOConfig overrides for this reward
+    title: str | None = None  # row label in the table
+
+
+@dataclass
+class AblationSpec:
+    backbone: str
+    train: dict[str, Any]  # GRPOConfig fields shared by every run
+    rewards: list[RewardRun]
+    columns: list[Column]
+    prompts: str | None = None  # where the training prompts come from (interpreted by the caller)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AblationSpec:
+        rewards = [
+            RewardRun(name=name, **(opts or {})) for name, opts in dict(data.get("rewards", {})).items()
+        ]
+        columns = [Column(**c) for c in data.get("columns", [])]
+        return cls(
+            backbone=data["backbone"],
+            train=dict(data.get("train", {})),
+            rewards=rewards,
+            columns=columns,
+            prompts=data.get("prompts"),
+        )
+
+    def reward(self, name: str) -> RewardRun:
+        for run in self.rewards:
+            if run.name == name:
+                return run
+        raise KeyError(f"reward {name!r} not in the ablation spec ({[r.name for r in self.rewards]})")
+
+
+@dataclass
+class AblationResult:
+    rows: dict[str, dict[str, float]]  # row name -> column key -> value (base first)
+    markdown: str
+    latex: str
+    lora_paths: dict[str, Path]
+
+
+def load_ablation_spec(path: str | Path) -> AblationSpec:
+    import yaml
+
+    return AblationSpec.from_dict(yaml.safe_load(Path(path).read_text()))
+
+
+def run_config(spec: AblationSpec, run: RewardRun, out_dir: Path, steps: int | None) -> GRPOConfig:
+    """Trainer config of one reward's run: shared settings, the reward's overrides, its own folder."""
+    values = {**spec.train, **run.train}
+    values["output_dir"] = str(out_dir / run.name)
+    values["rewards"] = {run.name: 1.0}
+    if steps is not None:
+        values["num_epochs"] = steps
+    return GRPOConfig.from_dict(values)
+
+
+def train_reward(
+    spec: AblationSpec,
+    run: RewardRun,
+    pipeline_factory: Callable[[], Any],
+    scorer_factory: Callable[[str, dict[str, Any]], Scorer],
+    prompts: Sequence[str | Mapping[str, Any]],
+    out_dir: Path,
+    steps: int | None = None,
+) -> Path:
+    """Train (or resume, or skip when done) the run for one reward; returns its final LoRA folder."""
+    from evalkit.grpo.trainer import GRPOTrainer
+
+    final = out_dir / run.name / FINAL_LORA
+    if (final / "pytorch_lora_weights.safetensors").exists():
+        return final
+    config = run_config(spec, run, out_dir, steps)
+    if any((Path(config.output_dir) / "checkpoints").glob("checkpoint-*")):
+        config.resume_from = "latest"
+    trainer = GRPOTrainer(
+        config, pipeline_factory(), {run.name: scorer_factory(run.name, run.scorer)}, prompts
+    )
+    trainer.train()
+    trainer.save_lora(final)
+    trainer.accelerator.wait_for_everyone()
+    return final
+
+
+def _cached_eval(
+    folder: Path, row: str, lora: Path | None, evaluate: Callable[[str, Path | None], Mapping[str, float]]
+) -> dict[str, float]:
+    cache = folder / "eval.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    values = {k: None if v is None else float(v) for k, v in evaluate(row, lora).items()}
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp")
+    tmp.write_text(json.dumps(values, indent=2))
+    tmp.replace(cache)
+    return values
+
+
+def _best(values: list[float], higher_is_better: bool) -> float | None:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return None
+    return max(finite) if higher_is_better else min(finite)
+
+
+def format_table(
+    rows: Mapping[str, Mapping[str, float]],
+    columns: Sequence[Column],
+    titles: Mapping[str, str] | None = None,
+) -> tuple[str, str]:
+    """(Markdown, LaTeX) tables: one row per run, best value of each column in bold; missing = "–"."""
+    titles = dict(titles or {})
+    cells: dict[str, list[str]] = {row: [] for row in rows}
+    for col in columns:
+        best = _best([rows[r].get(col.key, math.nan) for r in rows], col.higher_is_better)
+        for row, values in rows.items():
+            value = values.get(col.key)
+            if value is None or not math.isfinite(value):
+                cells[row].append("")
+                continue
+            text = format(value, col.fmt)
+            cells[row].append(f"\x00{text}" if best is not None and value == best else text)
+
+    def md(cell: str) -> str:
+        return "–" if not cell else (f"**{cell[1:]}**" if cell.startswith("\x00") else cell)
+
+    def tex(cell: str) -> str:
+        return "--" if not cell else (f"\\textbf{{{cell[1:]}}}" if cell.startswith("\x00") else cell)
+
+    header = ["Reward"] + [c.title for c in columns]
+    md_lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + [" ---: "] * len(columns)) + "|"]
+    tex_lines = [
+        "\\begin{tabular}{l" + "r" * len(columns) + "}",
+        "\\toprule",
+        " & ".join(header) + " \\\\",
+        "\\midrule",
+    ]
+    for row, row_cells in cells.items():
+        label = titles.get(row, row)
+        md_lines.append("| " + " | ".join([label] + [md(c) for c in row_cells]) + " |")
+        tex_label = label.replace("_", "\\_")
+        tex_lines.append(" & ".join([tex_label] + [tex(c) for c in row_cells]) + " \\\\")
+    tex_lines += ["\\bottomrule", "\\end{tabular}"]
+    return "\n".join(md_lines) + "\n", "\n".join(tex_lines) + "\n"
+
+
+def run_reward_ablation(
+    spec: AblationSpec,
+    pipeline_factory: Callable[[], Any],
+    scorer_factory: Callable[[str, dict[str, Any]], Scorer],
+    evaluate: Callable[[str, Path | None], Mapping[str, float]],
+    prompts: Sequence[str | Mapping[str, Any]],
+    out_dir: str | Path,
+    rewards: Sequence[str] | None = None,
+    steps: int | None = None,
+) -> AblationResult:
+    """Train one LoRA per reward, evaluate base + each LoRA, write ablation.md / ablation.tex / results.json.
+
+    `evaluate(row, lora_folder_or_None)` returns ``{column key: value}`` (None = the base model);
+    `scorer_factory(reward name, options)` builds the reward's Scorer; `steps` overrides `num_epochs`.
+    """
+    out_dir = Path(out_dir)
+    chosen = [spec.reward(name) for name in rewards] if rewards else list(spec.rewards)
+    loras = {
+        run.name: train_reward(spec, run, pipeline_factory, scorer_factory, prompts, out_dir, steps)
+        for run in chosen
+    }
+    rows = {BASE_ROW: _cached_eval(out_dir / BASE_ROW, BASE_ROW, None, evaluate)}
+    for run in chosen:
+        rows[run.name] = _cached_eval(out_dir / run.name, run.name, loras[run.name], evaluate)
+    titles = {BASE_ROW: f"{spec.backbone} (base)", **{r.name: r.title or r.name for r in chosen}}
+    markdown, latex = format_table(rows, spec.columns, titles)
+    (out_dir / "ablation.md").write_text(markdown)
+    (out_dir / "ablation.tex").write_text(latex)
+    (out_dir / "results.json").write_text(json.dumps({"backbone": spec.backbone, "rows": rows}, indent=2))
+    return AblationResult(rows=rows, markdown=markdown, latex=latex, lora_paths=loras)

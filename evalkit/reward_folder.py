@@ -1,0 +1,60 @@
+"""`evalkit score FOLDER --reward NAME`: any registered reward on a folder of images.
+
+Prompts come from each image's sidecar JSON (the evalkit run layout), else from `--prompts` (one per line,
+or JSONL with a "prompt" key) by the leading number of the image's path. One JSON line per image is
+written; an abstention is `null`, never 0.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from evalkit.errors import EvalkitError
+
+
+def score_folder(
+    name: str,
+    folder: Path,
+    *,
+    prompts_file: Path | None,
+    options: dict[str, Any],
+    judge: str | None,
+    judge_url: str | None,
+    batch_size: int,
+    out: Path | None,
+) -> tuple[Path, int, int]:
+    """Returns (output file, images scored, images total)."""
+    from evalkit import registry
+    from evalkit.cli_dvreward import _open, find_images, prompt_of
+    from evalkit.grpo.ablate_cli import read_prompts
+    from evalkit.runs import atomic_write_bytes
+
+    registry.lookup("rewards", name)
+    if not folder.is_dir():
+        raise EvalkitError(f"no such folder: {folder}")
+    files = find_images(folder)
+    if not files:
+        raise EvalkitError(f"no images under {folder}")
+    prompts = read_prompts(prompts_file) if prompts_file else []
+    paired = [(path, prompt_of(path, folder, prompts)) for path in files]
+    missing = [p for p, prompt in paired if prompt is None]
+    if missing:
+        raise EvalkitError(f"no prompt for {missing[0]} (give --prompts FILE or sidecar JSON files)")
+    if judge:
+        options = {**options, "judge": judge, "judge_url": judge_url}
+    from evalkit.grpo.launch import build_scorer
+
+    scorer = build_scorer(name, options)
+    lines = []
+    for start in range(0, len(paired), batch_size):
+        chunk = paired[start : start + batch_size]
+        values = scorer.score(
+            [_open(p) for p, _ in chunk], [prompt for _, prompt in chunk], [{} for _ in chunk]
+        )
+        for (path, prompt), value in zip(chunk, values, strict=True):
+            lines.append({"image": path.relative_to(folder).as_posix(), "prompt": prompt, "score": value})
+    target = out or folder / f"{name}.jsonl"
+    atomic_write_bytes(target, "".join(json.dumps(line) + "\n" for line in lines).encode())
+    return target, sum(line["score"] is not None for line in lines), len(lines)

@@ -1,0 +1,85 @@
+"""PickScore: a CLIP-H model fine-tuned on Pick-a-Pic human preferences (yuvalkirstain/PickScore_v1).
+
+Score = ``exp(logit_scale) * cos(text_embedding, image_embedding)`` for each (image, its prompt) pair, i.e.
+the diagonal of CLIP's logit matrix. Raw values of modern T2I models lie around 21-24.
+
+Normalisation: ``normalize="none"`` (default) returns that raw score, the number papers report.
+``normalize="flow_grpo"`` divides it by 26, as Flow-GRPO's PickScore reward does ("norm to 0-1", ~0.83-0.92);
+this is what the reward-ablation configs train with, so weighted sums with other [0, 1] rewards stay
+balanced. GRPO advantages themselves are invariant to the scale of a single reward.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from PIL import Image
+
+PICKSCORE_MODEL = "yuvalkirstain/PickScore_v1"
+PICKSCORE_PROCESSOR = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
+FLOW_GRPO_SCALE = 26.0
+
+
+def _projected(output: Any) -> torch.Tensor:
+    """transformers 5 returns a ModelOutput whose pooler_output is the projected embedding; 4.x a tensor."""
+    return output if isinstance(output, torch.Tensor) else output.pooler_output
+
+
+class PickScoreScorer:
+    name = "pickscore"
+
+    def __init__(
+        self,
+        model: str = PICKSCORE_MODEL,
+        processor: str | None = PICKSCORE_PROCESSOR,
+        device: str | None = None,
+        dtype: torch.dtype | None = None,
+        normalize: Literal["none", "flow_grpo"] = "none",
+        batch_size: int = 16,
+    ):
+        from transformers import AutoProcessor, CLIPModel
+
+        if normalize not in ("none", "flow_grpo"):
+            raise ValueError(f"normalize must be 'none' or 'flow_grpo', got {normalize!r}")
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        dtype = dtype or (torch.float16 if self.device.type == "cuda" else torch.float32)
+        self.processor = AutoProcessor.from_pretrained(processor or model)
+        self.model = CLIPModel.from_pretrained(model, dtype=dtype).to(self.device).eval()
+        self.normalize = normalize
+        self.batch_size = batch_size
+
+    def config(self) -> dict[str, Any]:
+        return {"name": self.name, "model": self.model.name_or_path, "normalize": self.normalize}
+
+    @torch.no_grad()
+    def _score_batch(self, images: list[Image.Image], prompts: list[str]) -> list[float]:
+        image_inputs = self.processor(images=[im.convert("RGB") for im in images], return_tensors="pt")
+        text_inputs = self.processor(
+            text=prompts, padding=True, truncation=True, max_length=77, return_tensors="pt"
+        )
+        pixel_values = image_inputs["pixel_values"].to(self.device, self.model.dtype)
+        image_embs = _projected(self.model.get_image_features(pixel_values=pixel_values)).float()
+        text_embs = _projected(
+            self.model.get_text_features(
+                input_ids=text_inputs["input_ids"].to(self.device),
+                attention_mask=text_inputs["attention_mask"].to(self.device),
+            )
+        ).float()
+        image_embs = image_embs / image_embs.norm(dim=-1, keepdim=True)
+        text_embs = text_embs / text_embs.norm(dim=-1, keepdim=True)
+        scores = self.model.logit_scale.float().exp() * (text_embs * image_embs).sum(dim=-1)
+        if self.normalize == "flow_grpo":
+            scores = scores / FLOW_GRPO_SCALE
+        return scores.cpu().tolist()
+
+    def score(
+        self, images: list[Image.Image], prompts: list[str], metadata: list[dict[str, Any]] | None = None
+    ) -> list[float | None]:
+        if len(images) != len(prompts):
+            raise ValueError("images and prompts must have the same length")
+        out: list[float | None] = []
+        for start in range(0, len(images), self.batch_size):
+            stop = start + self.batch_size
+            out.extend(self._score_batch(images[start:stop], prompts[start:stop]))
+        return out

@@ -1,0 +1,214 @@
+"""VIEScore (TIGER-AI-Lab/VIEScore) for text-to-image, on any Judge.
+
+Two judge calls per image: semantic consistency (SC, one 0-10 score) and perceptual quality (PQ, naturalness
+and artifacts, two scores). ``SC = min(SC list)``, ``PQ = min(PQ list)``, ``O = sqrt(SC * PQ)`` (0-10).
+
+Reply parsing follows the official ``mllm_output_to_dict`` acceptance rules (delimiters, brace slice, a bare
+two-number list, a bare integer 0-10) so the same replies parse. Where the official code would *guess a random
+score* (second unparseable reply), or crash later (string or negative scores, missing "score"), this scorer
+abstains (`None`): a made-up score must never become a reward.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any, Literal
+
+from PIL import Image
+
+from evalkit.judges.base import Judge, JudgeFailure
+
+DELIMITER = "||V^=^V||"
+RATE_LIMIT_SENTINEL = "rate_limit_exceeded"
+
+# Prompt texts of the official t2i protocol (vie_prompts.py, 0-shot), joined with "\n" as upstream does.
+# Kept byte-exact, trailing spaces included: they are the protocol, not prose.
+CONTEXT = (
+    "You are a professional digital artist. You will have to evaluate the effectiveness of the AI-generated "
+    "image(s) based on given rules.\n"
+    "All the input images are AI-generated. All human in the images are AI-generated too. so you need not "
+    "worry "
+    "about the privacy confidentials.\n"
+    "\n"
+    "You will have to give your output in this way (Keep your reasoning concise and short.):\n"
+    "{\n"
+    '"score" : [...],\n'
+    '"reasoning" : "..."\n'
+    "}"
+)
+ONE_IMAGE_GEN_RULE = (
+    "RULES:\n"
+    "\n"
+    "The image is an AI-generated image according to the text prompt.\n"
+    "The objective is to evaluate how successfully the image has been generated.\n"
+)
+T2I_RULE_SC = (
+    "From scale 0 to 10: \n"
+    "A score from 0 to 10 will be given based on the success in following the prompt. \n"
+    "(0 indicates that the AI generated image does not follow the prompt at all. 10 indicates the AI "
+    "generated "
+    "image follows the prompt perfectly.)\n"
+    "\n"
+    "Put the score in a list such that output score = [score].\n"
+    "\n"
+    "Text Prompt: <prompt>\n"
+)
+RULE_PQ = (
+    "RULES:\n"
+    "\n"
+    "The image is an AI-generated image.\n"
+    "The objective is to evaluate how successfully the image has been generated.\n"
+    "\n"
+    "From scale 0 to 10: \n"
+    "A score from 0 to 10 will be given based on image naturalness. \n"
+    "(\n"
+    "    0 indicates that the scene in the image does not look natural at all or give a unnatural feeling "
+    "such as "
+    "wrong sense of distance, or wrong shadow, or wrong lighting. \n"
+    "    10 indicates that the image looks natural.\n"
+    ")\n"
+    "A second score from 0 to 10 will rate the image artifacts. \n"
+    "(\n"
+    "    0 indicates that the image contains a large portion of distortion, or watermark, or scratches, or "
+    "blurred "
+    "faces, or unusual body parts, or subjects not harmonized. \n"
+    "    10 indicates the image has no artifacts.\n"
+    ")\n"
+    "Put the score in a list such that output score = [naturalness, artifacts]\n"
+)
+
+SC_PROMPT = "\n".join([CONTEXT, ONE_IMAGE_GEN_RULE, T2I_RULE_SC])
+PQ_PROMPT = "\n".join([CONTEXT, RULE_PQ])
+
+
+def _quote_bare_keys(text: str) -> str:
+    """The official repair step for JSON with unquoted keys: quote keys, wrap bare numbers in a list."""
+    text = re.sub(r"(\w+):", r'"\1":', text)
+
+    def value(match: re.Match) -> str:
+        key, raw, end = match.group(1), match.group(2).strip(), match.group(3)
+        if re.match(r"^-?\d+(\.\d+)?$", raw):
+            raw = f"[{raw}]"
+        elif not re.match(r"^(true|false|null)$", raw, re.IGNORECASE):
+            raw = f'"{raw}"'
+        return f"{key}: {raw}{end}"
+
+    return re.sub(r'(".*?"):(.*?)(,|})', value, text)
+
+
+def parse_reply(reply: str) -> dict[str, Any] | None:
+    """The reply as a dict with a "score" list, or None when the official rules cannot read a score from "
+    "it."""
+    if reply == RATE_LIMIT_SENTINEL:
+        return None
+    if reply.count(DELIMITER) == 2:
+        body = reply[reply.find(DELIMITER) + len(DELIMITER) : reply.rfind(DELIMITER)]
+    else:
+        start, end = reply.find("{"), reply.rfind("}") + 1
+        if start == -1 or end == 0:
+            piece = reply[reply.find("[") : reply.rfind("]") + 1]
+            if re.match(r"^\[\d+, ?\d+\]$", piece):
+                return {"score": json.loads(piece), "reasoning": "System: output is simply a list of scores"}
+            if re.fullmatch(r"\s*[+-]?\d+\s*", reply) and 0 <= int(reply) <= 10:
+                return {"score": [int(reply)], "reasoning": "System: output is simply a number"}
+            return None
+        body = reply[start:end]
+    body = body.strip().replace("\n", "")
+    if not body:
+        return None
+    try:
+        data = json.loads(body)
+        if not isinstance(data, dict) or "score" not in data:
+            raise ValueError("no score")
+        if not isinstance(data["score"], list):
+            data["score"] = [data["score"]]
+        return data
+    except (ValueError, TypeError):
+        try:
+            data = json.loads(_quote_bare_keys(body))
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) and isinstance(data.get("score"), list) else None
+
+
+def min_score(parsed: dict[str, Any] | None) -> float | None:
+    """min of the score list; None for unusable lists (empty, non-numeric, negative)."""
+    if parsed is None:
+        return None
+    scores = parsed.get("score")
+    if not isinstance(scores, list) or not scores:
+        return None
+    if not all(isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) for s in scores):
+        return None
+    value = float(min(scores))
+    return value if value >= 0 else None
+
+
+class VIEScoreScorer:
+    """VIEScore t2i on a Judge; returns O (default), SC or PQ on the 0-10 scale (0-1 with normalize=True),
+    None on failure."""
+
+    name = "viescore"
+
+    def __init__(
+        self,
+        judge: Judge,
+        component: Literal["O", "SC", "PQ"] = "O",
+        attempts: int = 2,
+        decoding: dict[str, Any] | None = None,
+        normalize: bool = False,
+    ):
+        if component not in ("O", "SC", "PQ"):
+            raise ValueError("component must be 'O', 'SC' or 'PQ'")
+        self.judge = judge
+        self.component = component
+        self.attempts = max(1, attempts)
+        self.decoding = dict(decoding or {})
+        self.normalize = normalize  # True: divide by 10 (AlphaGRPO's viescore reward is O / 10)
+        self.failures: list[str] = []
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "component": self.component,
+            "attempts": self.attempts,
+            "normalize": self.normalize,
+            "judge": self.judge.config(),
+            "decoding": self.decoding,
+        }
+
+    @staticmethod
+    def messages(image: Image.Image, text: str) -> list[dict[str, Any]]:
+        return [
+            {"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": text}]}
+        ]
+
+    def _ask(self, image: Image.Image, text: str) -> float | None:
+        """Ask up to `attempts` times (the official code re-asks once); the min score, or None."""
+        for _ in range(self.attempts):
+            try:
+                reply = self.judge.chat(self.messages(image, text), **self.decoding)
+            except JudgeFailure as exc:
+                self.failures.append(f"judge: {exc.reason}")
+                return None
+            value = min_score(parse_reply(reply))
+            if value is not None:
+                return value
+            self.failures.append(f"unparseable: {reply[:200]!r}")
+        return None
+
+    def evaluate(self, image: Image.Image, prompt: str) -> dict[str, float | None]:
+        sc = self._ask(image, SC_PROMPT.replace("<prompt>", prompt)) if self.component != "PQ" else None
+        if self.component == "O" and sc is None:
+            return {"SC": None, "PQ": None, "O": None}  # O abstains anyway: spare the PQ call
+        pq = self._ask(image, PQ_PROMPT) if self.component != "SC" else None
+        o = math.sqrt(sc * pq) if sc is not None and pq is not None else None
+        return {"SC": sc, "PQ": pq, "O": o}
+
+    def score(
+        self, images: list[Image.Image], prompts: list[str], metadata: list[dict[str, Any]] | None = None
+    ) -> list[float | None]:
+        values = [self.evaluate(im, p)[self.component] for im, p in zip(images, prompts, strict=True)]
+        return [v / 10.0 if self.normalize and v is not None else v for v in values]
