@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from evalkit.cli_dvreward import dvreward_app
+from evalkit.console import err, out
+from evalkit.console import progress as _progress
 from evalkit.errors import EvalkitError
 
 app = typer.Typer(
@@ -20,8 +21,6 @@ app = typer.Typer(
 data_app = typer.Typer(no_args_is_help=True, help="Benchmark data: fetch and verify official files.")
 app.add_typer(data_app, name="data")
 app.add_typer(dvreward_app, name="dvreward")
-out = Console()
-err = Console(stderr=True)
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="sd35m, tiny-sd3, diffusers:<id-or-path>, ...")]
 ProtocolOpt = Annotated[
@@ -183,21 +182,6 @@ def _make_generator_factory(model: str, options: dict[str, Any], device: str | N
         return generator
 
     return factory
-
-
-def _progress(description: str, total: int):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-    )
-    task = bar.add_task(description, total=total)
-    return bar, lambda n: bar.advance(task, n)
 
 
 def _do_generate(run, bench, samples, model, options, device, dtype, seed, batch_size):

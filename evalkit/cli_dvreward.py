@@ -12,35 +12,18 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
+from evalkit.console import err, out
+from evalkit.console import progress as _progress
 from evalkit.errors import EvalkitError
 
 dvreward_app = typer.Typer(
     no_args_is_help=True,
     help="DVReward: decompose prompts into yes/no questions, verify images with a judge.",
 )
-out = Console()
-err = Console(stderr=True)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 OptionList = Annotated[list[str] | None, typer.Option(help="backend option key=value (repeatable)")]
-
-
-def _progress(description: str, total: int):
-    """A transient progress bar on stderr and its advance(n) callback."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-    )
-    task = bar.add_task(description, total=total)
-    return bar, lambda n: bar.advance(task, n)
 
 
 def _options(pairs: list[str] | None) -> dict[str, Any]:

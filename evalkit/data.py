@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,20 @@ def protocol(protocol_id: str) -> dict[str, Any]:
     if protocol_id not in protocols:
         raise did_you_mean(f"{benchmark} protocol", protocol_id, list(protocols))
     return {"id": protocol_id, "benchmark": benchmark, **protocols[protocol_id]}
+
+
+def read_json_lines(path: Path) -> list[tuple[int, Any]]:
+    """(line number, parsed value) of each non-blank line; invalid JSON is a DataError naming file:line."""
+    rows = []
+    with Path(path).open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append((n, json.loads(line)))
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{n}: invalid JSON ({e.msg})") from None
+    return rows
 
 
 def sha256_of(path: Path) -> str:

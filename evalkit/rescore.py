@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.benchmarks.geneval_rules import TAGS, GenEvalOptions, score_detections
+from evalkit.data import read_json_lines
 from evalkit.errors import DataError
 
 
@@ -34,13 +35,7 @@ def _check_line(line: Any) -> str | None:
 def read_detection_lines(path: Path) -> list[dict[str, Any]]:
     """Validate every line before scoring any, so a bad line costs nothing."""
     lines = []
-    for lineno, raw in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            line = json.loads(raw)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+    for lineno, line in read_json_lines(path):
         problem = _check_line(line)
         if problem:
             raise DataError(f"{path}:{lineno}: {problem}")

@@ -261,19 +261,6 @@ def test_official_protocol_uses_seeded_random_templates() -> None:
 # ------------------------------------------------------------------------------------- tiny judge
 
 
-@pytest.fixture(scope="module")
-def tiny_judge(tmp_path_factory: pytest.TempPathFactory):
-    """The tiny random Qwen2-VL judge (real HFJudge code path); its answers are noise."""
-    pytest.importorskip("transformers")
-    pytest.importorskip("torchvision")
-    import evalkit  # noqa: F401 - installs the torchvision compat hook before transformers loads
-    from evalkit.judges.hf import HFJudge
-    from evalkit.judges.tiny import tiny_qwen2vl_path
-
-    path = tiny_qwen2vl_path(tmp_path_factory.getbasetemp() / "tiny-qwen2vl")
-    return HFJudge.from_pretrained(str(path), name="tiny-qwen2vl", device="cpu")
-
-
 @needs_data
 def test_tiny_judge_end_to_end(tiny_judge) -> None:
     bench = TIIF(DATA)

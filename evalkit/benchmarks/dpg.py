@@ -17,7 +17,6 @@ returns answer strings (e.g. the official mPLUG VQA where installed).
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 from PIL import Image
 
 from evalkit.benchmarks.base import Benchmark, Sample, SampleScorer
+from evalkit.data import read_json_lines
 from evalkit.errors import DataError, EvalkitError
 from evalkit.judges.base import Judge, JudgeFailure
 
@@ -96,21 +96,14 @@ def load_prompts(root: Path) -> list[tuple[str, str]]:
     jsonl = root / "prompts.jsonl"
     if jsonl.is_file():
         out = []
-        with jsonl.open(encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{jsonl}:{n}: invalid JSON ({e.msg})") from None
-                if (
-                    not isinstance(row, dict)
-                    or not isinstance(row.get("item_id"), str)
-                    or not isinstance(row.get("text"), str)
-                ):
-                    raise DataError(f"{jsonl}:{n}: expected {{'item_id': str, 'text': str}}")
-                out.append((row["item_id"], row["text"]))
+        for n, row in read_json_lines(jsonl):
+            if (
+                not isinstance(row, dict)
+                or not isinstance(row.get("item_id"), str)
+                or not isinstance(row.get("text"), str)
+            ):
+                raise DataError(f"{jsonl}:{n}: expected {{'item_id': str, 'text': str}}")
+            out.append((row["item_id"], row["text"]))
         return out
     folder = root / "prompts"
     if not folder.is_dir():

@@ -26,6 +26,7 @@ from typing import Any
 from PIL import Image
 
 from evalkit.benchmarks.base import Benchmark, Sample, SampleScorer
+from evalkit.data import read_json_lines
 from evalkit.errors import DataError, EvalkitError
 from evalkit.judges.base import Judge, JudgeFailure
 
@@ -420,22 +421,15 @@ def load_rows(root: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise DataError(f"GEdit-Bench data missing: {path} (run `evalkit data fetch gedit`)")
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{n}: invalid JSON ({e.msg})") from None
-            missing = [k for k in DATA_FIELDS if k not in row] if isinstance(row, dict) else list(DATA_FIELDS)
-            if missing:
-                raise DataError(f"{path}:{n}: missing field(s) {missing}")
-            if row["task_type"] not in TASK_TYPES:
-                raise DataError(f"{path}:{n}: unknown task_type '{row['task_type']}'")
-            if row["instruction_language"] not in LANGUAGES:
-                raise DataError(f"{path}:{n}: unknown instruction_language '{row['instruction_language']}'")
-            rows.append(row)
+    for n, row in read_json_lines(path):
+        missing = [k for k in DATA_FIELDS if k not in row] if isinstance(row, dict) else list(DATA_FIELDS)
+        if missing:
+            raise DataError(f"{path}:{n}: missing field(s) {missing}")
+        if row["task_type"] not in TASK_TYPES:
+            raise DataError(f"{path}:{n}: unknown task_type '{row['task_type']}'")
+        if row["instruction_language"] not in LANGUAGES:
+            raise DataError(f"{path}:{n}: unknown instruction_language '{row['instruction_language']}'")
+        rows.append(row)
     return rows
 
 

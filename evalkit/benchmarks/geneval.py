@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -72,13 +71,7 @@ def load_metadata(path: Path, classnames: list[str]) -> list[dict[str, Any]]:
     """Read and validate evaluation_metadata(.jsonl); the error names the file and line."""
     known = set(classnames)
     lines = []
-    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            meta = json.loads(raw)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+    for lineno, meta in data.read_json_lines(path):
         problem = _check_metadata(meta, known)
         if problem:
             raise DataError(f"{path}:{lineno}: malformed GenEval metadata: {problem}")

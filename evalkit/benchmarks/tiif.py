@@ -13,7 +13,6 @@ Released judge outputs are re-scored by :func:`evalkit.benchmarks.tiif_import.im
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import random
 import re
@@ -25,6 +24,7 @@ from typing import Any
 from PIL import Image
 
 from evalkit.benchmarks.base import Benchmark, Sample, SampleScorer
+from evalkit.data import read_json_lines
 from evalkit.errors import DataError, EvalkitError
 from evalkit.judges.base import Judge, JudgeFailure
 
@@ -141,17 +141,10 @@ class TIIFPrompt:
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     """JSON lines of one file; a malformed line is a DataError naming file:line."""
     rows: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{n}: invalid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
+    for n, row in read_json_lines(path):
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
+        rows.append(row)
     return rows
 
 
