@@ -10,45 +10,40 @@ from typing import Annotated, Any
 
 import typer
 
+from evalkit.cli_data import data_app
 from evalkit.cli_dvreward import dvreward_app
 from evalkit.console import err, out
 from evalkit.console import progress as _progress
 from evalkit.errors import EvalkitError
+from evalkit.grpo.ablate_cli import ablate_reward
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Evaluate and improve text-to-image models."
 )
-data_app = typer.Typer(no_args_is_help=True, help="Benchmark data: fetch and verify official files.")
 app.add_typer(data_app, name="data")
 app.add_typer(dvreward_app, name="dvreward")
+app.command("ablate-reward")(ablate_reward)
 
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="sd35m, tiny-sd3, diffusers:<id-or-path>, ...")]
-ProtocolOpt = Annotated[
-    str | None, typer.Option(help="protocol id, e.g. geneval@long (default: the benchmark's)")
-]
-LimitOpt = Annotated[int | None, typer.Option(help="only the first N samples (quick runs)")]
-SeedOpt = Annotated[int, typer.Option(help="global seed; per-image seeds derive from it")]
-RunsDirOpt = Annotated[Path, typer.Option(help="where run folders live")]
-DataDirOpt = Annotated[Path | None, typer.Option(help="benchmark data folder (default $EVALKIT_DATA)")]
-OptionOpt = Annotated[list[str] | None, typer.Option("--option", "-o", help="generator option key=value")]
-ScoreOptionOpt = Annotated[list[str] | None, typer.Option("--score-option", help="scorer option key=value")]
-DetectorOpt = Annotated[str | None, typer.Option(help="GenEval detector backend: mmdet (official) or tiny")]
-DeviceOpt = Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: cuda:$LOCAL_RANK if any)")]
-DtypeOpt = Annotated[str | None, typer.Option(help="bf16, fp16 or fp32")]
-BatchOpt = Annotated[int, typer.Option(help="images per generator/scorer call")]
-BenchOptionOpt = Annotated[
-    list[str] | None,
-    typer.Option("--bench-option", help="benchmark option key=value (split=test, subset=...)"),
-]
-CompatOpt = Annotated[
-    str | None, typer.Option(help="DPG: `official` reproduces the official scorer's quirks")
-]
-JudgeOpt = Annotated[
-    str | None, typer.Option(help="hf:<id-or-path>, openai:<model>, azure:<deployment> or tiny")
-]
-JudgeUrlOpt = Annotated[str | None, typer.Option(help="base URL of an OpenAI-compatible judge server")]
-JudgeOptionOpt = Annotated[list[str] | None, typer.Option("--judge-option", help="judge option key=value")]
-ThinkOpt = Annotated[bool, typer.Option(help="ask generators that support it to think before drawing")]
+from evalkit.cli_options import (  # noqa: E402 - option types shared by the command modules
+    BatchOpt,
+    BenchOptionOpt,
+    CompatOpt,
+    DataDirOpt,
+    DetectorOpt,
+    DeviceOpt,
+    DtypeOpt,
+    JudgeOpt,
+    JudgeOptionOpt,
+    JudgeUrlOpt,
+    LimitOpt,
+    ModelOpt,
+    OptionOpt,
+    ProtocolOpt,
+    RunsDirOpt,
+    ScoreOptionOpt,
+    SeedOpt,
+    ThinkOpt,
+)
 
 
 def _parse_value(text: str) -> Any:
@@ -544,47 +539,6 @@ def report(
         print(text)
 
 
-@app.command("ablate-reward")
-def ablate_reward(
-    backbone: Annotated[str, typer.Option(help="sd35m, or tiny-sd3 (offline, minutes)")] = "sd35m",
-    rewards: Annotated[
-        str | None, typer.Option(help="comma-separated subset, e.g. pickscore,dvreward")
-    ] = None,
-    steps: Annotated[
-        int | None, typer.Option(help="training epochs per reward (overrides the config)")
-    ] = None,
-    evals: Annotated[str, typer.Option("--eval", help="comma-separated: tiif,geneval")] = "tiif,geneval",
-    prompts: Annotated[Path | None, typer.Option(help="training prompts (.txt or .jsonl)")] = None,
-    out_dir: Annotated[
-        Path, typer.Option("--out", help="folder for trainings, evaluations and tables")
-    ] = Path("runs/ablate-reward"),
-    data_dir: DataDirOpt = None,
-    judge: JudgeOpt = None,
-    judge_url: JudgeUrlOpt = None,
-    detector: DetectorOpt = None,
-    limit: LimitOpt = None,
-    fmt: Annotated[str, typer.Option("--format", help="md or latex")] = "md",
-) -> None:
-    """Train SD3 with GRPO once per reward, evaluate base + each LoRA, and print the ablation table."""
-    from evalkit import paths
-    from evalkit.grpo.ablate_cli import ablate
-
-    result = ablate(
-        backbone,
-        rewards=[r.strip() for r in rewards.split(",")] if rewards else None,
-        steps=steps,
-        evals=[e.strip() for e in evals.split(",") if e.strip()],
-        prompts_file=prompts,
-        out_dir=out_dir / backbone,
-        data_dir=paths.data_dir(data_dir),
-        judge_spec=judge,
-        judge_url=judge_url,
-        detector=detector,
-        limit=limit,
-    )
-    print(result.latex if fmt == "latex" else result.markdown)
-
-
 @app.command()
 def doctor(data_dir: DataDirOpt = None) -> None:
     """Check torch/CUDA, optional packages, weights and benchmark data."""
@@ -596,30 +550,6 @@ def doctor(data_dir: DataDirOpt = None) -> None:
         out.print(f"{mark}  {name}: {detail}")
         failed |= ok is False and name.startswith("torch")
     raise typer.Exit(1 if failed else 0)
-
-
-@data_app.command("fetch")
-def data_fetch(benchmark: str, data_dir: DataDirOpt = None) -> None:
-    """Download a benchmark's official files at pinned revisions and verify their checksums."""
-    from evalkit import data, paths
-
-    target = paths.data_dir(data_dir)
-    written = data.fetch(benchmark, target)
-    out.print(f"{benchmark}: {len(written)} file(s) downloaded and verified in {target}")
-    for note in data.not_fetchable(benchmark, target):
-        err.print(f"not downloadable, copy it into place: {note}", markup=False)
-
-
-@data_app.command("verify")
-def data_verify(benchmark: str, data_dir: DataDirOpt = None) -> None:
-    """Check that a benchmark's files are present and match their checksums."""
-    from evalkit import data, paths
-
-    status = data.verify(paths.data_dir(data_dir), benchmark)
-    for rel, state in status.items():
-        out.print(f"{state:>18}  {rel}")
-    if any(s != "ok" for s in status.values()):
-        raise typer.Exit(2)
 
 
 def _quiet_libraries() -> None:

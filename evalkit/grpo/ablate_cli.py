@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
+
+from evalkit.cli_options import DataDirOpt, DetectorOpt, JudgeOpt, JudgeUrlOpt, LimitOpt
 from evalkit.errors import EvalkitError
 from evalkit.paths import PROJECT_ROOT
 
@@ -180,3 +183,43 @@ def ablate(
         rewards=rewards,
         steps=steps,
     )
+
+
+def ablate_reward(
+    backbone: Annotated[str, typer.Option(help="sd35m, or tiny-sd3 (offline, minutes)")] = "sd35m",
+    rewards: Annotated[
+        str | None, typer.Option(help="comma-separated subset, e.g. pickscore,dvreward")
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="training epochs per reward (overrides the config)")
+    ] = None,
+    evals: Annotated[str, typer.Option("--eval", help="comma-separated: tiif,geneval")] = "tiif,geneval",
+    prompts: Annotated[Path | None, typer.Option(help="training prompts (.txt or .jsonl)")] = None,
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="folder for trainings, evaluations and tables")
+    ] = Path("runs/ablate-reward"),
+    data_dir: DataDirOpt = None,
+    judge: JudgeOpt = None,
+    judge_url: JudgeUrlOpt = None,
+    detector: DetectorOpt = None,
+    limit: LimitOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="md or latex")] = "md",
+) -> None:
+    """Train SD3 with GRPO once per reward, evaluate base + each LoRA, and print the ablation table."""
+    from evalkit import paths
+    from evalkit.grpo.ablate_cli import ablate
+
+    result = ablate(
+        backbone,
+        rewards=[r.strip() for r in rewards.split(",")] if rewards else None,
+        steps=steps,
+        evals=[e.strip() for e in evals.split(",") if e.strip()],
+        prompts_file=prompts,
+        out_dir=out_dir / backbone,
+        data_dir=paths.data_dir(data_dir),
+        judge_spec=judge,
+        judge_url=judge_url,
+        detector=detector,
+        limit=limit,
+    )
+    print(result.latex if fmt == "latex" else result.markdown)

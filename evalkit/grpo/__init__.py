@@ -1,0 +1,1 @@
+"""Compact Flow-GRPO for diffusers: SDE log-probs, group advantages, trainer, reward ablation."""
