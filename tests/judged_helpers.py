@@ -17,20 +17,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from evalkit.benchmarks.dpg import CSV_COLUMNS
+from evalkit.judges.base import JudgeFailure
+
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 BENCHMARKS = SHARED / "benchmarks"
 
-DPG_HEADER = (
-    "item_id",
-    "text",
-    "keywords",
-    "proposition_id",
-    "dependency",
-    "category_broad",
-    "category_detailed",
-    "tuple",
-    "question_natural_language",
-)
 # (item_id, proposition_id, dependency, tuple, question). Item "0"'s first row is the only global
 # question: the official scorer drops the first CSV row, so under dpg@official the Global column is
 # empty, while the default protocol scores it. "1,2" keeps pandas from reading dependency as integers,
@@ -63,7 +55,7 @@ def noise_image(seed: int, size: tuple[int, int] = (48, 48)) -> Image.Image:
 def write_dpg_csv(path: Path, prompts: dict[str, str]) -> None:
     with path.open("w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(DPG_HEADER)
+        writer.writerow(CSV_COLUMNS)
         for item_id, pid, dependency, tuple_text, question in DPG_ROWS:
             broad, detailed = (part.strip() for part in tuple_text.split("(")[0].split("-", 1))
             writer.writerow(
@@ -176,3 +168,26 @@ class ThinkingGenerator:
 
 def build_thinker(spec: Any) -> ThinkingGenerator:
     return ThinkingGenerator(spec)
+
+
+class FakeJudge:
+    """Scripted replies; a JudgeFailure instance in the script is raised instead of returned."""
+
+    name = "fake"
+
+    def __init__(self, replies: list[Any]):
+        self.replies = list(replies)
+        self.calls: list[tuple[list[dict[str, Any]], dict[str, Any]]] = []
+
+    def config(self) -> dict[str, Any]:
+        return {"model": "fake"}
+
+    def yes_probability(self, image: Image.Image, questions: list[str]) -> list[float]:
+        raise JudgeFailure("not used")
+
+    def chat(self, messages: list[dict[str, Any]], **decoding: Any) -> str:
+        self.calls.append((messages, decoding))
+        reply = self.replies.pop(0)
+        if isinstance(reply, JudgeFailure):
+            raise reply
+        return reply

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from judged_helpers import FakeJudge
 from PIL import Image
 
 from evalkit.benchmarks.base import Sample
@@ -45,29 +46,6 @@ def assert_matches(got: Any, expected: Any, path: str = "") -> None:
         assert got is not None and abs(got - expected) <= 1e-6, f"{path}: {got} != {expected}"
     else:
         assert got == expected, f"{path}: {got!r} != {expected!r}"
-
-
-class FakeJudge:
-    """Scripted chat replies; a JudgeFailure in the script is raised."""
-
-    name = "fake"
-
-    def __init__(self, replies: list[Any]):
-        self.replies = list(replies)
-        self.calls: list[tuple[list[dict[str, Any]], dict[str, Any]]] = []
-
-    def config(self) -> dict[str, Any]:
-        return {"model": "fake"}
-
-    def yes_probability(self, image: Image.Image, questions: list[str]) -> list[float]:
-        raise JudgeFailure("not used")
-
-    def chat(self, messages: list[dict[str, Any]], **decoding: Any) -> str:
-        self.calls.append((messages, decoding))
-        reply = self.replies.pop(0)
-        if isinstance(reply, JudgeFailure):
-            raise reply
-        return reply
 
 
 # ------------------------------------------------------------------------------------------ parity

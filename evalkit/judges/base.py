@@ -116,3 +116,16 @@ def _logsumexp(values: list[float]) -> float:
     if top == -math.inf:
         return top
     return top + math.log(sum(math.exp(v - top) for v in values))
+
+
+def cached_yes_no(cache, keys: list[str]) -> list[YesNoAnswer | None]:
+    """The cached answer for each key (None where the cache has none, or there is no cache)."""
+    if cache is None:
+        return [None] * len(keys)
+    answers: list[YesNoAnswer | None] = []
+    for key in keys:
+        hit = cache.get(key)
+        answers.append(
+            None if hit is None else YesNoAnswer(hit["p_yes"], hit["source"], hit["snapshot"], cached=True)
+        )
+    return answers

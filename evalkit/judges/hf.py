@@ -27,6 +27,7 @@ from PIL import Image
 from evalkit.judges.base import (
     JudgeFailure,
     YesNoAnswer,
+    cached_yes_no,
     first_failure_or_values,
     p_yes_from_logprobs,
     yes_no_of_token,
@@ -210,13 +211,8 @@ class HFJudge:
         """Per question: a cached answer, a fresh one (prefix computed once for all misses), or a failure."""
         image_hash = image_sha256(image)
         keys = [self._yes_no_key(image_hash, question) for question in questions]
-        answers: list[YesNoAnswer | JudgeFailure | None] = [None] * len(questions)
-        if self.cache is not None:
-            for index, key in enumerate(keys):
-                hit = self.cache.get(key)
-                if hit is not None:
-                    answers[index] = YesNoAnswer(hit["p_yes"], hit["source"], hit["snapshot"], cached=True)
-                    self.stats["cache_hits"] += 1
+        answers: list[YesNoAnswer | JudgeFailure | None] = list(cached_yes_no(self.cache, keys))
+        self.stats["cache_hits"] += sum(answer is not None for answer in answers)
         missing = [index for index, answer in enumerate(answers) if answer is None]
         if missing:
             try:

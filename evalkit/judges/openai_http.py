@@ -28,6 +28,7 @@ from PIL import Image
 from evalkit.judges.base import (
     JudgeFailure,
     YesNoAnswer,
+    cached_yes_no,
     first_failure_or_values,
     p_yes_from_logprobs,
     parse_yes_no,
@@ -171,13 +172,9 @@ class OpenAIJudge:
         """Cached answers first; the rest are sent concurrently (up to `concurrency`)."""
         image_hash = image_sha256(image)
         keys = [self._yes_no_key(image_hash, question) for question in questions]
-        answers: list[YesNoAnswer | JudgeFailure | None] = [None] * len(questions)
-        if self.cache is not None:
-            for index, key in enumerate(keys):
-                hit = self.cache.get(key)
-                if hit is not None:
-                    self._count("cache_hits")
-                    answers[index] = YesNoAnswer(hit["p_yes"], hit["source"], hit["snapshot"], cached=True)
+        answers: list[YesNoAnswer | JudgeFailure | None] = list(cached_yes_no(self.cache, keys))
+        for _ in range(sum(answer is not None for answer in answers)):
+            self._count("cache_hits")
         missing = [index for index, answer in enumerate(answers) if answer is None]
         if not missing:
             return answers  # type: ignore[return-value]

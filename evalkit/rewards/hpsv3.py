@@ -22,6 +22,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from evalkit.rewards.base import score_in_batches
+
 HPSV3_REPO = "MizzenAI/HPSv3"
 HPSV3_FILE = "HPSv3.safetensors"
 HPSV3_BASE = "Qwen/Qwen2-VL-7B-Instruct"
@@ -185,10 +187,6 @@ class HPSv3Scorer:
     def score(
         self, images: list[Image.Image], prompts: list[str], metadata: list[dict[str, Any]] | None = None
     ) -> list[float | None]:
-        if len(images) != len(prompts):
-            raise ValueError("images and prompts must have the same length")
-        out: list[float | None] = []
-        for start in range(0, len(images), self.batch_size):
-            stop = start + self.batch_size
-            out.extend(self.mu_sigma(images[start:stop], prompts[start:stop])[:, 0].tolist())
-        return out
+        return score_in_batches(
+            lambda ims, ps: self.mu_sigma(ims, ps)[:, 0].tolist(), images, prompts, self.batch_size
+        )

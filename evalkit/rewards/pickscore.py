@@ -16,6 +16,8 @@ from typing import Any, Literal
 import torch
 from PIL import Image
 
+from evalkit.rewards.base import score_in_batches
+
 PICKSCORE_MODEL = "yuvalkirstain/PickScore_v1"
 PICKSCORE_PROCESSOR = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
 FLOW_GRPO_SCALE = 26.0
@@ -76,10 +78,4 @@ class PickScoreScorer:
     def score(
         self, images: list[Image.Image], prompts: list[str], metadata: list[dict[str, Any]] | None = None
     ) -> list[float | None]:
-        if len(images) != len(prompts):
-            raise ValueError("images and prompts must have the same length")
-        out: list[float | None] = []
-        for start in range(0, len(images), self.batch_size):
-            stop = start + self.batch_size
-            out.extend(self._score_batch(images[start:stop], prompts[start:stop]))
-        return out
+        return score_in_batches(self._score_batch, images, prompts, self.batch_size)
