@@ -29,6 +29,12 @@ def _cases() -> list[dict]:
     return json.loads(CASES_FILE.read_text())["cases"]
 
 
+def _fixture_scheduler():
+    """The scheduler the fixture's official run used, as its file records it."""
+    settings = json.loads(CASES_FILE.read_text())["scheduler"]
+    return _scheduler(settings["num_inference_steps"], settings["shift"])
+
+
 @pytest.mark.skipif(not CASES_FILE.exists(), reason="flow_grpo fixtures not present")
 def test_schedule_matches_fixture():
     data = json.loads(CASES_FILE.read_text())
@@ -46,7 +52,7 @@ def test_sde_step_matches_official(case):
     if not case["with_prev"]:
         generator = torch.Generator().manual_seed(case["noise_generator_seed"])
     out = sde_step_with_logprob(
-        _scheduler(),
+        _fixture_scheduler(),
         tensors["model_output"],
         tensors["timestep"],
         tensors["sample"],
@@ -62,6 +68,32 @@ def test_sde_step_matches_official(case):
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6, msg=name)
     torch.testing.assert_close(out.log_prob, torch.tensor(case["log_prob"]), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(out.std_dev_t.flatten(), torch.tensor(case["std_dev_t"]), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", [c for c in _cases() if c["dtype"] != "float32"], ids=lambda c: c["case_id"])
+def test_low_precision_prev_sample_comes_back_float32(case):
+    """A bf16/fp16 prev_sample is upcast like the reference does; the log-prob is that of the upcast value."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(FIXTURES / case["tensor_file"])
+    low = getattr(torch, case["dtype"])
+    prev = tensors["prev_sample"].to(low)
+    args = (_fixture_scheduler(), tensors["model_output"], tensors["timestep"], tensors["sample"])
+    out = sde_step_with_logprob(*args, noise_level=case["noise_level"], prev_sample=prev)
+    for name, dtype in case["output_dtypes"].items():
+        assert str(getattr(out, name).dtype) == dtype, name
+    assert torch.equal(out.prev_sample, prev.float())
+    again = sde_step_with_logprob(*args, noise_level=case["noise_level"], prev_sample=prev.float())
+    torch.testing.assert_close(out.log_prob, again.log_prob, rtol=0, atol=0)
+
+
+def test_bf16_prev_sample_is_returned_as_float32():
+    scheduler = _scheduler()
+    x, v = torch.randn(2, 4, 4, 4).bfloat16(), torch.randn(2, 4, 4, 4).bfloat16()
+    prev = torch.randn(2, 4, 4, 4).bfloat16()
+    out = sde_step_with_logprob(scheduler, v, scheduler.timesteps[[3, 5]], x, prev_sample=prev)
+    assert out.prev_sample.dtype == out.log_prob.dtype == out.prev_sample_mean.dtype == torch.float32
+    assert torch.equal(out.prev_sample, prev.float())
 
 
 def test_logprob_is_per_element_mean_gaussian():

@@ -27,7 +27,7 @@ SDEType = Literal["sde", "cps"]
 
 @dataclass
 class SDEStepOutput:
-    prev_sample: torch.Tensor  # x_{t-1}: float32 when drawn here, else the tensor that was passed in
+    prev_sample: torch.Tensor  # x_{t-1}, always float32 (a given one is upcast, as the reference does)
     log_prob: torch.Tensor  # [B], per-element mean log-density of prev_sample
     prev_sample_mean: torch.Tensor  # mean of the Gaussian (used by the KL term)
     std_dev_t: torch.Tensor  # [B, 1, 1, 1] (for "sde" without the sqrt(-dt) factor)
@@ -79,6 +79,8 @@ def sde_step_with_logprob(
     """
     model_output = model_output.float()
     sample = sample.float()
+    if prev_sample is not None:
+        prev_sample = prev_sample.float()  # the reference upcasts it too, so a bf16 one comes back as fp32
     sigma, sigma_next, sigma_max = _sigmas(scheduler, timestep, sample.ndim, sample.device)
     dt = sigma_next - sigma  # negative
 
@@ -100,8 +102,7 @@ def sde_step_with_logprob(
     if prev_sample is None:
         noise = _draw_noise(model_output.shape, generator, sample.device)
         prev_sample = mean + scale * noise
-    # A given prev_sample is returned as passed (like the reference); the math below runs in float32.
-    target = prev_sample.detach().float()
+    target = prev_sample.detach()
 
     reduce_dims = tuple(range(1, sample.ndim))
     if noise_level == 0:
