@@ -7,14 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from fixture_paths import BENCHMARKS, FIXTURES, SHARED  # noqa: F401 - re-exported for older imports
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-BENCHMARKS = SHARED / "benchmarks"
-FIXTURES = SHARED / "fixtures"
 
 
 @pytest.fixture

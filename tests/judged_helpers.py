@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from fixture_paths import SHARED
 from PIL import Image
 
 from evalkit.benchmarks.dpg import CSV_COLUMNS
 from evalkit.judges.base import JudgeFailure
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 BENCHMARKS = SHARED / "benchmarks"
 
 # (item_id, proposition_id, dependency, tuple, question). Item "0"'s first row is the only global

@@ -2,7 +2,7 @@
 
 Both run on evalkit's own BAGEL runtime (`evalkit.bagel`). Requests are grouped by their effective
 settings, size and edit/no-edit, and each group is generated in batches; batching does not change the
-images (see tests/test_bagel_model.py). A request's settings are a preset (its `preset` or `benchmark`
+images (see tests/bagel/test_bagel_model.py). A request's settings are a preset (its `preset` or `benchmark`
 option, else the model's default: `t2i`, `edit` for input images, `rt2i` for AlphaGRPO-RT2I), overridden
 by `--option` values, overridden by the request's explicit setting options.
 """

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
+from fixture_paths import SHARED
 from PIL import Image
 
 from evalkit.judges.base import JudgeFailure
@@ -15,7 +15,7 @@ from evalkit.rewards.unifiedreward import PROMPTS, UnifiedRewardScorer, parse_fi
 from evalkit.rewards.viescore import PQ_PROMPT, SC_PROMPT, VIEScoreScorer, min_score, parse_reply
 
 GEDIT_PARSING = (
-    Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "gedit_bench" / "judge_reply_parsing.json"
+    SHARED / "fixtures" / "gedit_bench" / "judge_reply_parsing.json"
 )
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
+from fixture_paths import REPO
 from PIL import Image
 
 from evalkit.errors import EvalkitError
@@ -24,7 +24,7 @@ from evalkit.judges.messages import (
     to_openai,
 )
 
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = REPO
 
 
 def test_cache_key_is_deterministic_and_sensitive_to_every_part() -> None:

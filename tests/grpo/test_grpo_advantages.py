@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from fixture_paths import SHARED
 
 from evalkit.grpo.advantages import (
     PerPromptStatTracker,
@@ -16,7 +16,7 @@ from evalkit.grpo.advantages import (
     informative_mask,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "flow_grpo"
+FIXTURES = SHARED / "fixtures" / "flow_grpo"
 CASES_FILE = FIXTURES / "stat_tracker_cases.json"
 
 

@@ -6,14 +6,14 @@ Tolerances are the ones the fixture's README suggests for float32 on CPU.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from fixture_paths import SHARED
 from PIL import Image
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "bagel_tiny"
+FIXTURE = SHARED / "fixtures" / "bagel_tiny"
 if not FIXTURE.is_dir():
     pytest.skip("bagel_tiny parity fixture not present", allow_module_level=True)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixture_paths import SHARED
 from PIL import Image
 
 from evalkit.benchmarks.base import Sample
@@ -27,7 +28,6 @@ from evalkit.benchmarks.dpg import (
 from evalkit.errors import DataError
 from evalkit.judges.base import JudgeFailure
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 FIXTURES = SHARED / "fixtures" / "dpg_bench"
 DATA = SHARED / "benchmarks"
 needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason="shared DPG fixtures absent")

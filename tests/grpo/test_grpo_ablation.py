@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
+from fixture_paths import REPO
 
 from evalkit.generators.tiny_sd3 import tiny_sd3_pipeline
 from evalkit.grpo.ablation import (
@@ -18,8 +18,6 @@ from evalkit.grpo.ablation import (
 )
 from evalkit.grpo.config import GRPOConfig
 from evalkit.rewards.brightness import BrightnessScorer
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 class Darkness:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
+from fixture_paths import SHARED
 
 from evalkit.grpo.sde import ode_step, sde_step_with_logprob
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "flow_grpo"
+FIXTURES = SHARED / "fixtures" / "flow_grpo"
 CASES_FILE = FIXTURES / "sde_step_cases.json"
 
 

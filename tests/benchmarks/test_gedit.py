@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixture_paths import SHARED
 from PIL import Image
 
 from evalkit.benchmarks.base import Sample
@@ -25,7 +26,6 @@ from evalkit.benchmarks.gedit import (
 from evalkit.errors import DataError
 from evalkit.judges.base import JudgeFailure
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 FIXTURES = SHARED / "fixtures" / "gedit_bench"
 DATA = SHARED / "benchmarks"
 needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason="shared GEdit fixtures absent")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixture_paths import SHARED
 from judged_helpers import FakeJudge
 from PIL import Image
 
@@ -26,7 +27,6 @@ from evalkit.benchmarks.wise import (
 from evalkit.errors import DataError
 from evalkit.judges.base import JudgeFailure
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 FIXTURES = SHARED / "fixtures" / "wise"
 DATA = SHARED / "benchmarks"
 needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason="shared WISE fixtures absent")
