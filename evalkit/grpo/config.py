@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,6 +132,7 @@ class GRPOConfig:
     def __post_init__(self) -> None:
         if self.mixed_precision is False:  # YAML 1.1 reads a bare `no` as False
             self.mixed_precision = "no"
+        _coerce_scalars(self)
         if self.sde_type not in ("sde", "cps"):
             raise ValueError(f"sde_type must be 'sde' or 'cps', got {self.sde_type!r}")
         if self.sde_window_range is not None:
@@ -162,3 +164,27 @@ class GRPOConfig:
     @classmethod
     def help(cls) -> dict[str, str]:
         return {f.name: f.metadata["help"] for f in dataclasses.fields(cls)}
+
+
+def _coerce_scalars(config: GRPOConfig) -> None:
+    """YAML 1.1 reads `3e-4` (no dot) as a string, and `--set` values arrive as YAML: convert numbers
+    that came as text to the field's declared type, and refuse a value that is not one."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        kind, value = hints[f.name], getattr(config, f.name)
+        if kind is float and isinstance(value, (str, int)) and not isinstance(value, bool):
+            converted: Any = _parse(float, f.name, value)
+        elif kind is int and isinstance(value, str):
+            converted = _parse(int, f.name, value)
+        elif kind is float and isinstance(value, bool) or kind is int and isinstance(value, (bool, float)):
+            raise ValueError(f"{f.name} must be a number, got {value!r}")
+        else:
+            continue
+        setattr(config, f.name, converted)
+
+
+def _parse(kind: type, name: str, value: Any) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        raise ValueError(f"{name} must be {'a number' if kind is float else 'an integer'}, got {value!r}") from None
