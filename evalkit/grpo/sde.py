@@ -61,6 +61,36 @@ def _draw_noise(shape, generator, device) -> torch.Tensor:
     return noise.to(device)
 
 
+def flow_sde_moments(
+    sample: torch.Tensor,
+    model_output: torch.Tensor,
+    sigma: torch.Tensor,
+    sigma_next: torch.Tensor,
+    sigma_max: torch.Tensor,
+    noise_level: float,
+    sde_type: SDEType = "sde",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(mean, std_dev_t, noise scale) of one step's Gaussian; float32 inputs, sigmas broadcastable.
+
+    Shared by the SD3 trainer and the BAGEL one (AlphaGRPO's `sde_step` is the same flow-SDE): the noise
+    scale is `std_dev_t * sqrt(-dt)` for "sde" and `std_dev_t` for "cps".
+    """
+    dt = sigma_next - sigma  # negative
+    if sde_type == "sde":
+        denom = 1 - torch.where(sigma == 1, sigma_max, sigma)
+        std_dev_t = torch.sqrt(sigma / denom) * noise_level
+        mean = sample * (1 + std_dev_t**2 / (2 * sigma) * dt)
+        mean = mean + model_output * (1 + std_dev_t**2 * (1 - sigma) / (2 * sigma)) * dt
+        return mean, std_dev_t, std_dev_t * torch.sqrt(-dt)
+    if sde_type == "cps":
+        std_dev_t = sigma_next * math.sin(noise_level * math.pi / 2)
+        x0_hat = sample - sigma * model_output
+        x1_hat = sample + (1 - sigma) * model_output
+        mean = x0_hat * (1 - sigma_next) + x1_hat * torch.sqrt(sigma_next**2 - std_dev_t**2)
+        return mean, std_dev_t, std_dev_t
+    raise ValueError(f"unknown sde_type {sde_type!r} (expected 'sde' or 'cps')")
+
+
 def sde_step_with_logprob(
     scheduler,
     model_output: torch.Tensor,
@@ -82,22 +112,9 @@ def sde_step_with_logprob(
     if prev_sample is not None:
         prev_sample = prev_sample.float()  # the reference upcasts it too, so a bf16 one comes back as fp32
     sigma, sigma_next, sigma_max = _sigmas(scheduler, timestep, sample.ndim, sample.device)
-    dt = sigma_next - sigma  # negative
-
-    if sde_type == "sde":
-        denom = 1 - torch.where(sigma == 1, sigma_max, sigma)
-        std_dev_t = torch.sqrt(sigma / denom) * noise_level
-        mean = sample * (1 + std_dev_t**2 / (2 * sigma) * dt)
-        mean = mean + model_output * (1 + std_dev_t**2 * (1 - sigma) / (2 * sigma)) * dt
-        scale = std_dev_t * torch.sqrt(-dt)
-    elif sde_type == "cps":
-        std_dev_t = sigma_next * math.sin(noise_level * math.pi / 2)
-        x0_hat = sample - sigma * model_output
-        x1_hat = sample + (1 - sigma) * model_output
-        mean = x0_hat * (1 - sigma_next) + x1_hat * torch.sqrt(sigma_next**2 - std_dev_t**2)
-        scale = std_dev_t
-    else:
-        raise ValueError(f"unknown sde_type {sde_type!r} (expected 'sde' or 'cps')")
+    mean, std_dev_t, scale = flow_sde_moments(
+        sample, model_output, sigma, sigma_next, sigma_max, noise_level, sde_type
+    )
 
     if prev_sample is None:
         noise = _draw_noise(model_output.shape, generator, sample.device)
