@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import torch
+from fixture_paths import FIXTURES
 
-ROOT = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "alphagrpo"
+ROOT = FIXTURES / "alphagrpo"
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
