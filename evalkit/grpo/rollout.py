@@ -49,22 +49,42 @@ class Rollout:
 
 @torch.no_grad()
 def encode_prompts(
-    pipeline, prompts: Sequence[str], negative_prompt: str, max_sequence_length: int, cfg: bool
+    pipeline,
+    prompts: Sequence[str],
+    negative_prompt: str,
+    max_sequence_length: int,
+    cfg: bool,
+    negative: PromptEmbeds | None = None,
 ) -> PromptEmbeds:
-    """Text embeddings for the prompts (and the negative prompt when CFG is used); encoders are frozen."""
-    device = pipeline.transformer.device
-    embeds, neg_embeds, pooled, neg_pooled = pipeline.encode_prompt(
-        prompt=list(prompts),
-        prompt_2=None,
-        prompt_3=None,
-        device=device,
-        do_classifier_free_guidance=cfg,
-        negative_prompt=[negative_prompt] * len(prompts) if cfg else None,
-        max_sequence_length=max_sequence_length,
-    )
+    """Text embeddings for the prompts (and the negative prompt when CFG is used); encoders are frozen.
+
+    `negative` (from `encode_negative`) is the negative prompt encoded once per run: re-encoding the
+    same text for every batch is what made an epoch slower than the official trainer."""
+    embeds, pooled = _encode(pipeline, list(prompts), max_sequence_length)
     if not cfg:
         return PromptEmbeds(embeds, pooled)
-    return PromptEmbeds(embeds, pooled, neg_embeds, neg_pooled)
+    negative = negative or encode_negative(pipeline, negative_prompt, max_sequence_length)
+    n = len(prompts)
+    return PromptEmbeds(embeds, pooled, negative.embeds.repeat(n, 1, 1), negative.pooled.repeat(n, 1))
+
+
+@torch.no_grad()
+def encode_negative(pipeline, negative_prompt: str, max_sequence_length: int) -> PromptEmbeds:
+    """The negative prompt's embeddings for one image; `encode_prompts` repeats them per batch."""
+    embeds, pooled = _encode(pipeline, [negative_prompt], max_sequence_length)
+    return PromptEmbeds(embeds, pooled)
+
+
+def _encode(pipeline, prompts: list[str], max_sequence_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    embeds, _, pooled, _ = pipeline.encode_prompt(
+        prompt=prompts,
+        prompt_2=None,
+        prompt_3=None,
+        device=pipeline.transformer.device,
+        do_classifier_free_guidance=False,
+        max_sequence_length=max_sequence_length,
+    )
+    return embeds, pooled
 
 
 def predict_velocity(

@@ -32,6 +32,7 @@ from evalkit.grpo.loss import clipped_policy_loss, gaussian_mean_kl
 from evalkit.grpo.reward_mix import WeightedReward
 from evalkit.grpo.rollout import (
     PromptEmbeds,
+    encode_negative,
     encode_prompts,
     make_scheduler,
     predict_velocity,
@@ -102,6 +103,7 @@ class GRPOTrainer:
         self.epoch = 0  # number of finished epochs
         self.global_step = 0  # number of optimiser steps
         self.history: list[dict[str, Any]] = []
+        self._negative: PromptEmbeds | None = None
 
         n_total = config.sample_batch_size * self.accelerator.num_processes * config.num_batches_per_epoch
         if n_total % config.group_size:
@@ -185,6 +187,14 @@ class GRPOTrainer:
         finally:
             model.enable_adapters()
 
+    def negative_embeds(self) -> PromptEmbeds:
+        """The negative prompt encoded once per run (the text encoders are frozen)."""
+        if self._negative is None:
+            self._negative = encode_negative(
+                self.pipeline, self.config.negative_prompt, self.config.max_sequence_length
+            )
+        return self._negative
+
     def use_cfg(self, guidance_scale: float) -> bool:
         return guidance_scale > 1.0
 
@@ -227,7 +237,12 @@ class GRPOTrainer:
                 texts = [self.prompts[prompt_ids[i]][0] for i in idx]
                 meta = [self.prompts[prompt_ids[i]][1] for i in idx]
                 embeds = encode_prompts(
-                    self.pipeline, texts, cfg.negative_prompt, cfg.max_sequence_length, use_cfg
+                    self.pipeline,
+                    texts,
+                    cfg.negative_prompt,
+                    cfg.max_sequence_length,
+                    use_cfg,
+                    negative=self.negative_embeds() if use_cfg else None,
                 )
                 noise_gens = [_generator(cfg.seed, epoch, int(i), 1) for i in idx]
                 init_key = group_ids if cfg.same_latent else np.arange(len(prompt_ids))
@@ -560,7 +575,12 @@ class GRPOTrainer:
                 chunk = items[start : start + cfg.sample_batch_size]
                 texts, meta = [t for t, _ in chunk], [m for _, m in chunk]
                 embeds = encode_prompts(
-                    self.pipeline, texts, cfg.negative_prompt, cfg.max_sequence_length, use_cfg
+                    self.pipeline,
+                    texts,
+                    cfg.negative_prompt,
+                    cfg.max_sequence_length,
+                    use_cfg,
+                    negative=self.negative_embeds() if use_cfg else None,
                 )
                 gens = [_generator(cfg.seed, 10**6, start + i) for i in range(len(chunk))]
                 with self.accelerator.autocast():

@@ -274,3 +274,28 @@ def test_launch_entry_point_trains_and_saves(tmp_path):
     assert (tmp_path / "run" / "checkpoints" / "checkpoint-1" / "trainer_state.pt").exists()
     with pytest.raises(ValueError, match="needs a Judge"):
         build_scorer("viescore")
+
+
+def test_negative_prompt_is_encoded_once_per_run_and_equals_batched_encoding(tmp_path):
+    config = tiny_config(tmp_path, negative_prompt="blurry", guidance_scale=4.5, num_batches_per_epoch=2)
+    trainer = make_trainer(config)
+    calls = []
+    encode = trainer.pipeline.encode_prompt
+
+    def counting(*args, **kwargs):
+        calls.append(list(kwargs["prompt"]))
+        return encode(*args, **kwargs)
+
+    trainer.pipeline.encode_prompt = counting
+    trainer.train(num_epochs=2)
+    assert calls.count(["blurry"]) == 1  # 2 epochs x 2 batches, one encoding
+
+    texts = ["a red car", "two dogs"]
+    ours = encode_prompts(trainer.pipeline, texts, "blurry", 16, cfg=True, negative=trainer.negative_embeds())
+    embeds, neg, pooled, neg_pooled = encode(
+        prompt=texts, prompt_2=None, prompt_3=None, do_classifier_free_guidance=True,
+        negative_prompt=["blurry"] * 2, max_sequence_length=16,
+    )
+    torch.testing.assert_close(ours.neg_embeds, neg, rtol=0, atol=1e-6)
+    torch.testing.assert_close(ours.neg_pooled, neg_pooled, rtol=0, atol=1e-6)
+    torch.testing.assert_close(ours.embeds, embeds, rtol=0, atol=1e-6)
