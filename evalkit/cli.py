@@ -457,8 +457,8 @@ def score(
     if import_judgments is not None:
         if target.split("@")[0] != "tiif":
             raise EvalkitError("--import-judgments is only for tiif")
-        from evalkit.benchmarks.tiif_import import format_table
-        from evalkit.benchmarks.tiif_import import import_judgments as import_dir
+        from evalkit.benchmarks.tiif.official import format_table
+        from evalkit.benchmarks.tiif.official import import_judgments as import_dir
 
         if not import_judgments.exists():
             raise EvalkitError(f"no such folder: {import_judgments}")

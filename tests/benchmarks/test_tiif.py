@@ -14,16 +14,12 @@ from judged_helpers import FakeJudge
 from PIL import Image
 
 from evalkit.benchmarks.base import Sample
-from evalkit.benchmarks.tiif import (
-    TIIF,
-    OutputFormatError,
-    TIIFScorer,
-    load_templates,
-    parse_yes_no,
-    pooled_counts,
-    summarize,
-)
-from evalkit.benchmarks.tiif_import import format_table, import_judgments
+from evalkit.benchmarks.tiif import TIIF
+from evalkit.benchmarks.tiif.aggregate import pooled_counts, summarize
+from evalkit.benchmarks.tiif.data import load_templates
+from evalkit.benchmarks.tiif.official import format_table, import_judgments
+from evalkit.benchmarks.tiif.parse import OutputFormatError, parse_yes_no
+from evalkit.benchmarks.tiif.scorer import TIIFScorer
 from evalkit.errors import DataError
 from evalkit.judges.base import JudgeFailure
 

@@ -14,16 +14,12 @@ from judged_helpers import FakeJudge
 from PIL import Image
 
 from evalkit.benchmarks.base import Sample
-from evalkit.benchmarks.wise import (
-    BAGEL_UNWEIGHTED_KEY,
-    WISE,
-    WISEScorer,
-    official_calculate,
-    parse_legacy_reply,
-    parse_verified_reply,
-    reply_accepted,
-    wiscore,
-)
+from evalkit.benchmarks.wise import WISE
+from evalkit.benchmarks.wise.aggregate import wiscore
+from evalkit.benchmarks.wise.data import BAGEL_UNWEIGHTED_KEY
+from evalkit.benchmarks.wise.official import official_calculate
+from evalkit.benchmarks.wise.parse import parse_legacy_reply, parse_verified_reply, reply_accepted
+from evalkit.benchmarks.wise.scorer import WISEScorer
 from evalkit.errors import DataError
 from evalkit.judges.base import JudgeFailure
 

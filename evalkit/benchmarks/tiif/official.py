@@ -11,7 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from evalkit.benchmarks.tiif import DIMENSIONS, LENGTHS, count_correct, flat_table, summarize
+from evalkit.benchmarks.tiif.aggregate import flat_table, summarize
+from evalkit.benchmarks.tiif.data import DIMENSIONS, LENGTHS
+from evalkit.benchmarks.tiif.parse import count_correct
 from evalkit.errors import DataError
 
 
