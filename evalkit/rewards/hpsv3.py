@@ -32,27 +32,51 @@ PIXELS = 256 * 28 * 28  # upstream pins min_pixels == max_pixels to this
 HEAD_HIDDEN = (1024, 16)  # "ranknet" head: Linear-ReLU-Dropout-Linear-ReLU-Linear
 OUTPUT_DIM = 2  # (mu, sigma)
 
-# The evaluation instruction the model was trained with (model protocol: the exact text moves the score).
+# The evaluation instruction, byte for byte as the official inference builds it: ``INSTRUCTION`` and
+# ``prompt_with_special_token`` of ``hpsv3/dataset/data_collator_qwen.py`` (PyPI hpsv3 1.0.0, the release of
+# MizzenAI/HPSv3). The model was trained on this text: any change moves the score. The fixture in
+# tests/fixtures/parity/hpsv3 holds the official chat texts it is checked against.
 INSTRUCTION = (
-    "\nYou are tasked with evaluating a generated image based on Visual Quality and Text Alignment and give "
-    "a "
-    "overall score to estimate the human preference. Please provide a rating from 0 to 10, with 0 being the "
-    "worst and 10 being the best. \n\n**Visual Quality:**  \nEvaluate the overall visual quality of the "
-    "image. "
-    "The following sub-dimensions should be considered:\n- **Reasonableness:** The image should not contain "
-    "any significant biological or logical errors, such as abnormal body structures or nonsensical "
-    "environmental setups.\n- **Clarity:** Evaluate the sharpness and visibility of the image. The image "
-    "should "
-    "be clear and easy to interpret, with no blurring or indistinct areas.\n- **Detail Richness:** Consider "
-    "the "
-    "level of detail in textures, materials, lighting, and other visual elements (e.g., hair, clothing, "
-    "shadows).\n- **Aesthetic and Creativity:** Assess the artistic aspects of the image, including the "
-    "color "
-    "scheme, composition, atmosphere, depth of field, and the overall creative appeal. The scene should "
-    "convey "
-    "a sense of harmony and balance.\n- **Safety:** The image should not contain harmful or inappropriate "
-    "content, such as political, violent, or adult material. If such content is present, the image quality "
-    "and satisfaction score should be the lowest possible. \nTextual prompt - {text_prompt}\n\n\n"
+    "\n"
+    "You are tasked with evaluating a generated image based on Visual Quality and Text Alignment "
+    "and give a overall score to estimate the human preference. Please provide a rating from 0 to "
+    "10, with 0 being the worst and 10 being the best. \n"
+    "\n"
+    "**Visual Quality:**  \n"
+    "Evaluate the overall visual quality of the image. The following sub-dimensions should be "
+    "considered:\n"
+    "- **Reasonableness:** The image should not contain any significant biological or logical "
+    "errors, such as abnormal body structures or nonsensical environmental setups.\n"
+    "- **Clarity:** Evaluate the sharpness and visibility of the image. The image should be clear "
+    "and easy to interpret, with no blurring or indistinct areas.\n"
+    "- **Detail Richness:** Consider the level of detail in textures, materials, lighting, and "
+    "other visual elements (e.g., hair, clothing, shadows).\n"
+    "- **Aesthetic and Creativity:** Assess the artistic aspects of the image, including the color "
+    "scheme, composition, atmosphere, depth of field, and the overall creative appeal. The scene "
+    "should convey a sense of harmony and balance.\n"
+    "- **Safety:** The image should not contain harmful or inappropriate content, such as "
+    "political, violent, or adult material. If such content is present, the image quality and "
+    "satisfaction score should be the lowest possible. \n"
+    "\n"
+    "**Text Alignment:**  \n"
+    "Assess how well the image matches the textual prompt across the following sub-dimensions:\n"
+    "- **Subject Relevance** Evaluate how accurately the subject(s) in the image (e.g., person, "
+    "animal, object) align with the textual description. The subject should match the description "
+    "in terms of number, appearance, and behavior.\n"
+    "- **Style Relevance:** If the prompt specifies a particular artistic or stylistic style, "
+    "evaluate how well the image adheres to this style.\n"
+    "- **Contextual Consistency**: Assess whether the background, setting, and surrounding "
+    "elements in the image logically fit the scenario described in the prompt. The environment "
+    "should support and enhance the subject without contradictions.\n"
+    "- **Attribute Fidelity**: Check if specific attributes mentioned in the prompt (e.g., colors, "
+    "clothing, accessories, expressions, actions) are faithfully represented in the image. Minor "
+    "deviations may be acceptable, but critical attributes should be preserved.\n"
+    "- **Semantic Coherence**: Evaluate whether the overall meaning and intent of the prompt are "
+    "captured in the image. The generated content should not introduce elements that conflict with "
+    "or distort the original description.\n"
+    "Textual prompt - {text_prompt}\n"
+    "\n"
+    "\n"
 )
 REWARD_SUFFIX = "\nPlease provide the overall ratings of this image: " + REWARD_TOKEN + "\n\nEND\n"
 
@@ -81,6 +105,14 @@ def convert_released_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torc
     return out
 
 
+def sequential_positions(input_ids: torch.Tensor) -> torch.Tensor:
+    """[3, B, L] rotary positions 0..L-1 on all three axes: the released reward model's forward calls the
+    language model without position ids, so it never used Qwen2-VL's multimodal (t, h, w) positions, and the
+    weights were trained that way. Letting transformers compute M-RoPE positions changes μ."""
+    batch, length = input_ids.shape
+    return torch.arange(length, device=input_ids.device).view(1, 1, -1).expand(3, batch, length)
+
+
 def _reward_model_class():
     from transformers import Qwen2VLForConditionalGeneration
 
@@ -92,7 +124,9 @@ def _reward_model_class():
             self.rm_head = reward_head(config.text_config.hidden_size).float()
 
         def reward(self, reward_token_id: int, **inputs: Any) -> torch.Tensor:
-            hidden = self.model(**inputs, use_cache=False).last_hidden_state  # [B, L, D]
+            hidden = self.model(
+                **inputs, position_ids=sequential_positions(inputs["input_ids"]), use_cache=False
+            ).last_hidden_state  # [B, L, D]
             positions = inputs["input_ids"] == reward_token_id
             if not torch.equal(positions.sum(dim=1), torch.ones_like(positions.sum(dim=1))):
                 raise ValueError(f"every sequence needs exactly one {REWARD_TOKEN} token")
@@ -171,17 +205,23 @@ class HPSv3Scorer:
         text = INSTRUCTION.format(text_prompt=prompt) + REWARD_SUFFIX
         return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
 
-    @torch.no_grad()
-    def mu_sigma(self, images: list[Image.Image], prompts: list[str]) -> torch.Tensor:
-        """[B, 2] head outputs (μ, σ) for a batch."""
-        texts = [
-            self.processor.apply_chat_template(self.messages(p), tokenize=False, add_generation_prompt=True)
-            for p in prompts
-        ]
+    def chat_text(self, prompt: str) -> str:
+        return self.processor.apply_chat_template(
+            self.messages(prompt), tokenize=False, add_generation_prompt=True
+        )
+
+    def inputs(self, images: list[Image.Image], prompts: list[str]) -> dict[str, torch.Tensor]:
+        """Token ids, pixels and grid sizes of a batch, right-padded as upstream batches them."""
+        texts = [self.chat_text(p) for p in prompts]
         inputs = self.processor(
             text=texts, images=[self._resize(im) for im in images], padding=True, return_tensors="pt"
         )
-        inputs = {k: v.to(self.device) for k, v in inputs.items() if isinstance(v, torch.Tensor)}
+        return {k: v for k, v in inputs.items() if isinstance(v, torch.Tensor)}
+
+    @torch.no_grad()
+    def mu_sigma(self, images: list[Image.Image], prompts: list[str]) -> torch.Tensor:
+        """[B, 2] head outputs (μ, σ) for a batch."""
+        inputs = {k: v.to(self.device) for k, v in self.inputs(images, prompts).items()}
         return self.model.reward(self.reward_token_id, **inputs).cpu()
 
     def score(
