@@ -18,7 +18,7 @@ import numpy as np
 from fixture_paths import SHARED
 from PIL import Image
 
-from evalkit.benchmarks.dpg import CSV_COLUMNS
+from evalkit.benchmarks.dpg.data import CSV_COLUMNS
 from evalkit.judges.base import JudgeFailure
 
 BENCHMARKS = SHARED / "benchmarks"

@@ -13,18 +13,11 @@ from fixture_paths import SHARED
 from PIL import Image
 
 from evalkit.benchmarks.base import Sample
-from evalkit.benchmarks.dpg import (
-    CSV_COLUMNS,
-    DPG,
-    DPGImageError,
-    group_records,
-    load_questions,
-    merge_grid,
-    score_cell,
-    score_folder,
-    split_grid,
-    summarize,
-)
+from evalkit.benchmarks.dpg import DPG
+from evalkit.benchmarks.dpg.aggregate import group_records, summarize
+from evalkit.benchmarks.dpg.data import CSV_COLUMNS, DPGImageError, load_questions, merge_grid, split_grid
+from evalkit.benchmarks.dpg.official import score_folder
+from evalkit.benchmarks.dpg.scorer import score_cell
 from evalkit.errors import DataError
 from evalkit.judges.base import JudgeFailure
 

@@ -12,17 +12,12 @@ from fixture_paths import SHARED
 from PIL import Image
 
 from evalkit.benchmarks.base import Sample
-from evalkit.benchmarks.gedit import (
-    TASK_TYPES,
-    GEdit,
-    GEditScorer,
-    aggregate_records,
-    export_rows,
-    load_official_csvs,
-    parse_reply,
-    summarize,
-    vie_evaluate,
-)
+from evalkit.benchmarks.gedit import GEdit
+from evalkit.benchmarks.gedit.aggregate import aggregate_records, summarize
+from evalkit.benchmarks.gedit.data import TASK_TYPES, export_rows
+from evalkit.benchmarks.gedit.official import load_official_csvs
+from evalkit.benchmarks.gedit.parse import parse_reply
+from evalkit.benchmarks.gedit.scorer import GEditScorer, vie_evaluate
 from evalkit.errors import DataError
 from evalkit.judges.base import JudgeFailure
 

@@ -278,7 +278,9 @@ def test_think_reaches_generators_that_support_it(cli, data, tmp_path, monkeypat
 
 
 def test_dpg_grid_cells_and_official_compat(cli, data, tmp_path):
-    from evalkit.benchmarks.dpg import DPG, DPGScorer, load_questions, split_grid
+    from evalkit.benchmarks.dpg import DPG
+    from evalkit.benchmarks.dpg.scorer import DPGScorer
+    from evalkit.benchmarks.dpg.data import load_questions, split_grid
     from evalkit.judges import load_judge
 
     runs = tmp_path / "runs"
