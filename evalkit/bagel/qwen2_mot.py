@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from evalkit.bagel.config import LLMConfig
 
@@ -174,6 +175,8 @@ class MoTModel(nn.Module):
         self.layers = nn.ModuleList(MoTDecoderLayer(cfg) for _ in range(cfg.num_hidden_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.norm_moe_gen = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        # Training (AlphaGRPO): recompute each layer in backward instead of keeping its activations.
+        self.gradient_checkpointing = False
 
     def forward(
         self,
@@ -191,8 +194,12 @@ class MoTModel(nn.Module):
         cos, sin = rope_cos_sin(positions, self.config.head_dim, self.config.rope_theta, x.dtype)
         routing = Routing.from_mask(gen_mask)
         new_keys, new_values = [], []
+        checkpointing = self.gradient_checkpointing and torch.is_grad_enabled()
         for layer, pk, pv in zip(self.layers, past_keys, past_values, strict=True):
-            x, k, v = layer(x, cos, sin, routing, pk, pv, attn_mask)
+            if checkpointing:
+                x, k, v = checkpoint(layer, x, cos, sin, routing, pk, pv, attn_mask, use_reentrant=False)
+            else:
+                x, k, v = layer(x, cos, sin, routing, pk, pv, attn_mask)
             new_keys.append(k)
             new_values.append(v)
         return route(x, routing, self.norm, self.norm_moe_gen), new_keys, new_values
