@@ -20,7 +20,8 @@ import numpy as np
 from PIL import Image
 
 import evalkit  # noqa: F401  (installs the torchvision compat hook)
-from evalkit.benchmarks.geneval import GenEvalScorer, load_metadata, load_object_names
+from evalkit.benchmarks.geneval.data import load_metadata, load_object_names
+from evalkit.benchmarks.geneval.scorer import GenEvalScorer
 from evalkit.detection.color import ClipColorClassifier
 from evalkit.detection.mmdet import GENEVAL_CONFIG, MMDetDetector, mmdet_config_path
 from evalkit.detection.tiny import TINY_FAVOURED_CLASSES, tiny_clip, tiny_mask2former_config

@@ -470,7 +470,7 @@ def score(
     if detections is not None:
         if target.split("@")[0] != "geneval":
             raise EvalkitError("--detections is only for geneval")
-        from evalkit.rescore import rescore_geneval_detections
+        from evalkit.benchmarks.geneval.official import rescore_geneval_detections
 
         rescore_geneval_detections(detections, out_file, parse_options(score_option))
         return

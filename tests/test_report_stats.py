@@ -149,7 +149,8 @@ def _geneval_records(seed: int, per_tag: dict[str, int], p: float) -> list[dict]
 
 def test_bootstrap_recomputes_the_official_geneval_aggregation():
     """GenEval's overall is the mean of task accuracies, not of images: with unbalanced tasks they differ."""
-    from evalkit.benchmarks.geneval_rules import TAGS, summarize
+    from evalkit.benchmarks.geneval.aggregate import summarize
+    from evalkit.benchmarks.geneval.rules import TAGS
 
     tags = sorted(TAGS)
     records = _geneval_records(0, {t: 5 + 20 * j for j, t in enumerate(tags)}, 0.6)
@@ -184,7 +185,7 @@ def test_run_ci_matches_the_runs_summary(tmp_path):
     records = _geneval_records(7, {"single_object": 10, "two_object": 12, "counting": 9}, 0.5)
     (tmp_path / "run.json").write_text(json.dumps({"benchmark": "geneval", "protocol": "geneval"}))
     (tmp_path / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    from evalkit.benchmarks.geneval_rules import summarize
+    from evalkit.benchmarks.geneval.aggregate import summarize
 
     cis = run_ci(tmp_path, resamples=100)
     assert cis["Overall"].estimate == pytest.approx(summarize(records)["overall"])

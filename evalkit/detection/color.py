@@ -13,7 +13,7 @@ from typing import Any
 
 from PIL import Image
 
-from evalkit.benchmarks.geneval_rules import COLORS, DetectedObject
+from evalkit.benchmarks.geneval.rules import COLORS, DetectedObject
 
 TEMPLATES = ("a photo of a {c} {cls}", "a photo of a {c}-colored {cls}", "a photo of a {c} object")
 

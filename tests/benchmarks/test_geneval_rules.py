@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from fixture_paths import FIXTURES
 
-from evalkit.benchmarks.geneval_rules import (
+from evalkit.benchmarks.geneval.aggregate import summarize
+from evalkit.benchmarks.geneval.rules import (
     DetectedObject,
     GenEvalOptions,
     relative_position,
     score_detections,
     select_objects,
-    summarize,
 )
 
 CASES = FIXTURES / "geneval" / "cases.jsonl"

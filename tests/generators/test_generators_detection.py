@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from evalkit.benchmarks.geneval_rules import DetectedObject
+from evalkit.benchmarks.geneval.rules import DetectedObject
 from evalkit.generators.base import GenerationRequest, ModelSpec
 
 
@@ -81,13 +81,13 @@ def test_colour_classifier_batched_equals_one_at_a_time(tmp_path):
     batched = clf.classify(jobs)
     assert [len(x) for x in batched] == [1, 2, 3, 1]
     assert batched == [clf.classify([job])[0] for job in jobs]
-    from evalkit.benchmarks.geneval_rules import COLORS
+    from evalkit.benchmarks.geneval.rules import COLORS
 
     assert all(c in COLORS for colours in batched for c in colours)
 
 
 def test_tiny_detector_loads_its_checkpoint_and_is_deterministic(tmp_path, data_dir):
-    from evalkit.benchmarks.geneval import load_object_names
+    from evalkit.benchmarks.geneval.data import load_object_names
     from evalkit.detection.mmdet import MMDetDetector
     from evalkit.detection.tiny import tiny_mask2former_checkpoint, tiny_mask2former_config
 

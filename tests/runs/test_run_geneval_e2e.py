@@ -68,7 +68,7 @@ def test_end_to_end_then_rerun_does_no_model_work(cli, data_dir, tmp_path, monke
         raise AssertionError("a finished run must not load any model")
 
     monkeypatch.setattr("evalkit.generators.diffusers_t2i.build", must_not_be_called)
-    monkeypatch.setattr("evalkit.benchmarks.geneval.build_geneval_scorer", must_not_be_called)
+    monkeypatch.setattr("evalkit.benchmarks.geneval.benchmark.build_geneval_scorer", must_not_be_called)
     before = (run_dir / "records.jsonl").read_bytes()
     code, _, err = cli(*_args(data_dir, runs))
     assert code == 0, err
@@ -76,7 +76,7 @@ def test_end_to_end_then_rerun_does_no_model_work(cli, data_dir, tmp_path, monke
 
 
 def test_interrupted_run_resumes_and_matches_uninterrupted(cli, data_dir, tmp_path, monkeypatch):
-    from evalkit.benchmarks.geneval import GenEvalScorer
+    from evalkit.benchmarks.geneval.scorer import GenEvalScorer
     from evalkit.generators.diffusers_t2i import DiffusersGenerator
 
     code, _, err = cli(*_args(data_dir, tmp_path / "ref"))

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from evalkit.benchmarks.geneval_rules import TAGS, GenEvalOptions, score_detections
+from evalkit.benchmarks.geneval.rules import TAGS, GenEvalOptions, score_detections
 from evalkit.data import read_json_lines
 from evalkit.errors import DataError
 

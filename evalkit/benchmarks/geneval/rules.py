@@ -6,7 +6,6 @@ live path (Mask2Former + CLIP) and the re-score path (`evalkit score geneval --d
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -177,29 +176,3 @@ def score_detections(line: dict[str, Any], opts: GenEvalOptions = GenEvalOptions
 
     correct, reason = evaluate(objects, metadata, recorded_colors, opts)
     return {"correct": correct, "reason": reason, "details": details_of(objects)}
-
-
-def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """summary_scores.py: per-tag image accuracy; overall = plain mean over the tags present.
-
-    Tags are mapped by name (never by position). `complete` says whether all six tags are present.
-    """
-    by_tag: dict[str, list[bool]] = {}
-    by_prompt: dict[str, list[bool]] = {}
-    for rec in records:
-        by_tag.setdefault(rec["tag"], []).append(bool(rec["correct"]))
-        key = rec["metadata"] if isinstance(rec["metadata"], str) else json.dumps(rec["metadata"])
-        by_prompt.setdefault(key, []).append(bool(rec["correct"]))
-    tasks = {
-        tag: {"score": sum(v) / len(v), "n_correct": sum(v), "n_images": len(v)} for tag, v in by_tag.items()
-    }
-    n = sum(len(v) for v in by_tag.values())
-    return {
-        "tasks": tasks,
-        "overall": sum(t["score"] for t in tasks.values()) / len(tasks) if tasks else None,
-        "n_images": n,
-        "n_prompts": len(by_prompt),
-        "correct_images": sum(sum(v) for v in by_tag.values()) / n if n else None,
-        "correct_prompts": sum(any(v) for v in by_prompt.values()) / len(by_prompt) if by_prompt else None,
-        "complete": set(tasks) == set(TAGS),
-    }
