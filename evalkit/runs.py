@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import platform
+import re
 import socket
 import subprocess
 import time
@@ -23,15 +25,35 @@ from typing import Any
 
 from PIL import Image
 
+from evalkit import redact
 from evalkit.errors import EvalkitError
 
+logger = logging.getLogger(__name__)
+
 RECORDS = "records.jsonl"
+MAX_NAME = 100  # characters of a sample folder name; longer ids are cut and suffixed with their hash
+_SAFE = re.compile(r"[^A-Za-z0-9._@+=-]")
 
 
 def stable_hash(obj: Any, length: int = 8) -> str:
     """A short hash of a JSON-serialisable object that does not depend on key order."""
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def safe_name(sample_id: Any) -> str:
+    """A file name for a sample id that stays inside its folder on every OS.
+
+    Ids come from data files: "/etc", "../x", "a\\0b" or a 10 kB string must not become paths. Safe,
+    short ids are used as they are (existing runs keep their layout); any other id keeps its safe
+    characters, cut to `MAX_NAME`, plus a hash of the full id, so two ids never share a folder.
+    """
+    text = str(sample_id)
+    cleaned = _SAFE.sub("_", text).lstrip(".") or "_"
+    if cleaned == text and len(text) <= MAX_NAME:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{cleaned[: MAX_NAME - 13]}~{digest}"
 
 
 def sample_seed(global_seed: int, benchmark: str, sample_id: str, k: int) -> int:
@@ -48,10 +70,18 @@ class Shard:
     @classmethod
     def from_env(cls) -> Shard:
         """RANK/WORLD_SIZE as set by torchrun and accelerate launch."""
-        rank = int(os.environ.get("RANK", 0))
-        world = int(os.environ.get("WORLD_SIZE", 1))
+        values = {}
+        for name, default in (("RANK", "0"), ("WORLD_SIZE", "1")):
+            text = os.environ.get(name, default).strip() or default
+            try:
+                values[name] = int(text)
+            except ValueError:
+                raise EvalkitError(
+                    f"${name}={text!r} is not an integer; unset it or set it as torchrun does"
+                ) from None
+        rank, world = values["RANK"], values["WORLD_SIZE"]
         if not 0 <= rank < world:
-            raise EvalkitError(f"invalid shard RANK={rank} WORLD_SIZE={world}")
+            raise EvalkitError(f"invalid shard RANK={rank} WORLD_SIZE={world}; need 0 <= RANK < WORLD_SIZE")
         return cls(rank, world)
 
     def select(self, items: list) -> list:
@@ -70,12 +100,63 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=str) + "\n").encode())
+    """JSON written atomically, with credentials redacted (see `evalkit.redact`)."""
+    atomic_write_bytes(path, (redact.dumps(obj, indent=2, default=str) + "\n").encode())
+
+
+def _torn_tail(data: bytes) -> int:
+    """Where the complete lines of an append-only JSONL file end (len(data) when nothing is torn).
+
+    A crash mid-append leaves a fragment without its newline, or (power loss on some file systems) a
+    run of NUL bytes. A last line that is complete JSON but lacks only its newline is kept.
+    """
+    end = len(data.rstrip(b"\0"))
+    cut = data.rfind(b"\n", 0, end) + 1
+    tail = data[cut:end]
+    if not tail.strip():
+        return cut if end < len(data) or not tail else len(data)
+    try:
+        json.loads(tail)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return cut
+    return end
+
+
+def repair_tail(path: Path) -> int:
+    """Cut a torn last line off an append-only file (and end a complete one with its newline), so
+    the next append starts on a line of its own. Returns the number of bytes dropped."""
+    try:
+        with open(path, "rb") as f:
+            if f.seek(0, os.SEEK_END) == 0:
+                return 0
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) == b"\n":
+                return 0  # every append ends with a newline: nothing torn (the fast path)
+            f.seek(0)
+            data = f.read()
+    except FileNotFoundError:
+        return 0
+    keep = _torn_tail(data)
+    dropped = len(data) - keep
+    if dropped:
+        with open(path, "r+b") as f:
+            f.truncate(keep)
+            f.flush()
+            os.fsync(f.fileno())
+        logger.warning("%s: dropped a torn last line (%d bytes) left by an interrupted write", path, dropped)
+    if keep and not data[:keep].endswith(b"\n"):
+        with open(path, "ab") as f:
+            f.write(b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+    return dropped
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    """Append one line and fsync, so a killed process loses at most the line being written."""
-    line = json.dumps(record, sort_keys=True, default=str) + "\n"
+    """Append one line and fsync, so a killed process loses at most the line being written; a torn
+    line left by an earlier crash is cut off first."""
+    repair_tail(Path(path))
+    line = redact.dumps(record, sort_keys=True, default=str) + "\n"
     with open(path, "a", encoding="utf-8") as f:
         f.write(line)
         f.flush()
@@ -83,21 +164,47 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Read records; a torn last line (process killed mid-write) is ignored and will be redone."""
+    """Read records. A torn last line (a crash mid-write) is skipped with a warning and will be redone;
+    a bad line anywhere else is corruption and stops with the line number."""
     if not path.exists():
         return []
-    lines = path.read_text(encoding="utf-8").splitlines()
+    data = path.read_bytes()
+    keep = _torn_tail(data)
+    if keep < len(data.rstrip(b"\0")):
+        logger.warning("%s: ignoring a torn last line (an interrupted write; it will be redone)", path)
     records = []
-    for i, line in enumerate(lines):
-        if not line.strip():
+    for i, raw in enumerate(data[:keep].split(b"\n")):
+        if not raw.strip():
             continue
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            if i == len(lines) - 1:
-                break
-            raise EvalkitError(f"{path}:{i + 1}: corrupt record ({e.msg})") from None
+            record = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise EvalkitError(
+                f"{path}:{i + 1}: corrupt record ({getattr(e, 'msg', e)}); "
+                f"delete that line (or the file, to score again) and re-run"
+            ) from None
+        if not isinstance(record, dict) or "id" not in record:
+            raise EvalkitError(f"{path}:{i + 1}: not an evalkit record; delete that line and re-run")
+        records.append(record)
     return records
+
+
+def read_json_file(path: Path, what: str, fix: str | None = None) -> dict[str, Any]:
+    """A JSON object from a file evalkit wrote; anything else is one error line with the fix."""
+    try:
+        obj = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        problem = f"is not valid JSON ({getattr(e, 'msg', None) or e.reason})"
+    except IsADirectoryError:
+        problem = "is a directory, not a file"
+    except OSError as e:
+        problem = f"cannot be read ({e.strerror})"
+    else:
+        if isinstance(obj, dict):
+            return obj
+        problem = "is not a JSON object"
+    hint = fix or "restore it from a backup or start a new run directory"
+    raise EvalkitError(f"{path}: {what} {problem}; {hint}")
 
 
 def _git_sha() -> str | None:
@@ -168,12 +275,12 @@ class Run:
     def info(self) -> dict[str, Any]:
         if not self.info_path.exists():
             raise EvalkitError(f"{self.root} is not an evalkit run (no run.json)")
-        return json.loads(self.info_path.read_text())
+        return read_json_file(self.info_path, "run.json")
 
     def write_info(self, info: dict[str, Any]) -> None:
         """Create or update run.json; generation settings may never change under an existing run."""
         if self.info_path.exists():
-            old = json.loads(self.info_path.read_text())
+            old = read_json_file(self.info_path, "run.json")
             if "generation" in info and old.get("generation") != info["generation"]:
                 raise EvalkitError(
                     f"{self.root}: run.json has different generation settings; use a new run dir"
@@ -183,9 +290,19 @@ class Run:
             info = {**info, "history": [provenance()]}
         atomic_write_json(self.info_path, info)
 
+    def lock(self, purpose: str, *, shard: Shard = Shard(), exclusive: bool = False):
+        """Context manager: hold the folder to write `shard` (or alone); raises RunBusy naming the holder."""
+        from evalkit.runlock import lock_run
+
+        return lock_run(self.root, purpose, exclusive=exclusive, rank=shard.rank, world_size=shard.world_size)
+
     # -- images --------------------------------------------------------------------------------------
+    def sample_dir(self, sample_id: str) -> Path:
+        """The folder of a sample's images; always directly under samples/ (see `safe_name`)."""
+        return self.root / "samples" / safe_name(sample_id)
+
     def image_path(self, sample_id: str, k: int) -> Path:
-        return self.root / "samples" / sample_id / f"{k}.png"
+        return self.sample_dir(sample_id) / f"{int(k)}.png"
 
     def has_image(self, sample_id: str, k: int) -> bool:
         return self.image_path(sample_id, k).exists()
@@ -212,7 +329,7 @@ class Run:
 
     def load_image_meta(self, sample_id: str, k: int) -> dict[str, Any]:
         path = self.image_path(sample_id, k).with_suffix(".json")
-        return json.loads(path.read_text()) if path.exists() else {}
+        return read_json_file(path, "image sidecar", fix="delete it and its image") if path.exists() else {}
 
     # -- records -------------------------------------------------------------------------------------
     def records_path(self, shard: Shard = Shard()) -> Path:
@@ -224,12 +341,13 @@ class Run:
         return sorted(self.root.glob("records.rank*.jsonl"))
 
     def records(self) -> list[dict[str, Any]]:
-        """Every record of the run: merged file plus any shard files not merged yet (first one wins)."""
+        """The current record of every image: the merged file, then shard files not merged yet; a later
+        record of an image supersedes an earlier one (a failed judgement retried on resume)."""
         seen: dict[str, dict[str, Any]] = {}
         for path in [self.root / RECORDS, *self.shard_record_files()]:
             for rec in read_jsonl(path):
-                seen.setdefault(rec["id"], rec)
-        return sorted(seen.values(), key=lambda r: (r["sample_id"], r["k"]))
+                seen[rec["id"]] = rec
+        return sorted(seen.values(), key=lambda r: (str(r.get("sample_id")), r.get("k", 0)))
 
     def append_record(self, record: dict[str, Any], shard: Shard = Shard()) -> None:
         append_jsonl(self.records_path(shard), record)
@@ -239,7 +357,7 @@ class Run:
         records = self.records()
         shard_files = self.shard_record_files()
         if shard_files:
-            body = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in records)
+            body = "".join(redact.dumps(r, sort_keys=True, default=str) + "\n" for r in records)
             atomic_write_bytes(self.root / RECORDS, body.encode())
             for path in shard_files:
                 path.unlink()
@@ -253,4 +371,4 @@ class Run:
         path = self.root / "summary.json"
         if not path.exists():
             raise EvalkitError(f"{self.root} has no summary.json; run `evalkit score` on it first")
-        return json.loads(path.read_text())
+        return read_json_file(path, "summary.json", fix="run `evalkit score` on the run to rewrite it")

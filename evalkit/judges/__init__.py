@@ -51,6 +51,7 @@ def load_judge(
     if backend not in BACKENDS:
         raise did_you_mean("judge backend", backend, list(BACKENDS))
     options = dict(decoding)
+    check_options(backend, options)
     if cache_path is not None:
         options["cache"] = ReplyCache(cache_path)
     if backend == "tiny":
@@ -74,3 +75,50 @@ def load_judge(
             raise EvalkitError("azure: judges need --judge-url (the Azure OpenAI endpoint)")
         options.setdefault("azure_api_version", os.environ.get("OPENAI_API_VERSION", "2024-10-21"))
     return OpenAIJudge(target, base_url=url, **options)
+
+
+CREDENTIAL_OPTIONS = ("api_key", "api-key", "apikey", "key", "token", "password", "secret")
+
+
+def option_names(backend: str) -> list[str]:
+    """The keyword options a backend accepts (from its constructor), for did-you-mean errors."""
+    import inspect
+
+    if backend == "openai" or backend == "azure":
+        from evalkit.judges.openai_http import OpenAIJudge
+
+        functions = [OpenAIJudge.__init__]
+    else:
+        from evalkit.judges.hf import HFJudge
+
+        functions = [HFJudge.from_pretrained, HFJudge.__init__]
+    names: set[str] = set()
+    skip = () if backend in ("openai", "azure") else ("snapshot",)  # hf: read from the weights
+    for function in functions:
+        for param in inspect.signature(function).parameters.values():
+            if param.kind is param.KEYWORD_ONLY and param.name not in ("cache", "name", *skip):
+                names.add(param.name)
+    if backend == "azure":
+        names.add("azure_api_version")
+    return sorted(names)
+
+
+def check_options(backend: str, options: dict[str, Any]) -> None:
+    """Refuse a credential given as an option (it would end up in shell history and run.json) and any
+    option the backend does not know, with the closest known name."""
+    from evalkit.errors import EvalkitError, did_you_mean
+
+    for name in options:
+        if name.lower().replace("-", "_") in CREDENTIAL_OPTIONS or "api_key" in name.lower().replace(
+            "-", "_"
+        ):
+            if name == "api_key_env":
+                continue
+            raise EvalkitError(
+                f"judge option '{name}' would put a credential on the command line and in run.json; "
+                "export it as $OPENAI_API_KEY (or name the variable with --judge-option api_key_env=NAME)"
+            )
+    known = option_names(backend)
+    for name in options:
+        if name not in known:
+            raise did_you_mean(f"{backend} judge option", name, known)

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from evalkit import redact
+
 SCHEMA_VERSION = 1
 
 _CREATE = """
@@ -74,7 +76,7 @@ class ReplyCache:
 
     def put(self, key: str, value: dict[str, Any]) -> None:
         """Store a complete, parsed reply (a JSON-serialisable dict)."""
-        text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+        text = redact.dumps(value, sort_keys=True, ensure_ascii=False)
         connection = self._connect()
         with connection:  # one transaction; retried by SQLite's busy handler while another process writes
             connection.execute(

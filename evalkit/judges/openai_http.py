@@ -25,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from PIL import Image
 
+from evalkit import redact
 from evalkit.judges.base import (
     JudgeFailure,
     YesNoAnswer,
@@ -132,7 +133,10 @@ class OpenAIJudge:
 
                 raise EvalkitError(f"judge '{model}' needs an API key: set ${self.api_key_env}")
             api_key = "EMPTY"  # local vLLM / SGLang servers started without --api-key
-        # The client's own retries are off: this class retries, so it can count attempts and back off.
+        redact.register(api_key)  # never echoed into records, summaries, cache entries or logs
+        redact.register_url(
+            base_url
+        )  # The client's own retries are off: this class retries, so it can count attempts and back off.
         if self.azure:
             self._client = openai.AzureOpenAI(
                 azure_endpoint=base_url,
@@ -380,9 +384,9 @@ class OpenAIJudge:
         )
 
     def _scrub(self, text: str) -> str:
-        """Remove the API key from text that came back from the server (some echo it in errors)."""
-        key = getattr(self._client, "api_key", None)
-        return text.replace(key, "***") if isinstance(key, str) and len(key) > 4 else text
+        """Remove credentials (API key, URL user info and query values) from text the server sent back:
+        some servers echo the request URL or key in their errors."""
+        return redact.redact(text)
 
     def _count(self, what: str) -> None:
         with self._stats_lock:

@@ -19,6 +19,7 @@ import uuid
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 from evalkit.judges.messages import from_openai
 
@@ -37,6 +38,7 @@ FAULT_KINDS = {
     "no_logprobs": "the real completion with its logprobs removed",
     "text_yes": "a completion answering 'Yes.' without logprobs (a server without logprob support)",
     "empty": "a completion with empty content",
+    "no_choices": "HTTP 200 with a chat completion whose `choices` list is empty",
 }
 
 
@@ -82,10 +84,15 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         logger.debug("%s - %s", self.address_string(), format % args)
 
+    @property
+    def route(self) -> str:
+        """The request path without its query string (servers route on the path alone)."""
+        return urlsplit(self.path).path
+
     def do_GET(self) -> None:
-        if self.path in ("/health", "/v1/health"):
+        if self.route in ("/health", "/v1/health"):
             self._send_json(200, {"status": "ok"})
-        elif self.path == "/v1/models":
+        elif self.route == "/v1/models":
             model = {"id": self.app.model_name, "object": "model", "owned_by": "evalkit"}
             self._send_json(200, {"object": "list", "data": [model]})
         else:
@@ -94,7 +101,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length) if length else b""
-        if self.path != "/v1/chat/completions":
+        if self.route != "/v1/chat/completions":
             self._send_error(404, f"no route {self.path}")
             return
         if self.app.api_key is not None and self.headers.get("authorization") != f"Bearer {self.app.api_key}":
@@ -116,6 +123,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fault == "bad_json":
             self._send_json(200, {"unexpected": True})
+            return
+        if fault == "no_choices":
+            self._send_json(
+                200, {"id": "x", "object": "chat.completion", "model": self.app.model_name, "choices": []}
+            )
             return
         try:
             request = json.loads(body)

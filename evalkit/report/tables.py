@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,12 +25,16 @@ class Table:
 
 
 def _load(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    from evalkit.runs import read_json_file
+
     run_dir = Path(run_dir)
-    try:
-        info = json.loads((run_dir / "run.json").read_text())
-        summary = json.loads((run_dir / "summary.json").read_text())
-    except FileNotFoundError as e:
-        raise EvalkitError(f"{run_dir}: no {Path(e.filename).name}; score the run first") from None
+    for name in ("run.json", "summary.json"):
+        if not (run_dir / name).exists():
+            raise EvalkitError(f"{run_dir}: no {name}; score the run first")
+    info = read_json_file(run_dir / "run.json", "run.json")
+    summary = read_json_file(
+        run_dir / "summary.json", "summary.json", fix="run `evalkit score` on the run to rewrite it"
+    )
     return info, summary
 
 
