@@ -185,7 +185,7 @@ class FakeJudge:
     def yes_probability(self, image: Image.Image, questions: list[str]) -> list[float]:
         raise JudgeFailure("not used")
 
-    def chat(self, messages: list[dict[str, Any]], **decoding: Any) -> str:
+    def chat(self, messages: list[dict[str, Any]], *, validate: Any = None, **decoding: Any) -> str:
         self.calls.append((messages, decoding))
         reply = self.replies.pop(0)
         if isinstance(reply, JudgeFailure):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -21,6 +22,24 @@ class JudgeFailure(Exception):
         self.reason = reason
 
 
+class UnparseableReply(JudgeFailure):
+    """A reply the caller's `validate` rejected. It is never cached, so asking again is a real request."""
+
+    def __init__(self, reason: str, text: str):
+        super().__init__(reason)
+        self.text = text
+
+
+def ask(judge: Judge, messages: list[dict[str, Any]], validate: Callable[[str], Any], **decoding: Any) -> str:
+    """`judge.chat` with a parser: the reply text, parseable or not. A reply `validate` rejects (by
+    raising ValueError) is returned but not cached, so the caller's re-ask reaches the judge again instead
+    of being served the same unparseable reply from the cache. Raises JudgeFailure for transport errors."""
+    try:
+        return judge.chat(messages, validate=validate, **decoding)
+    except UnparseableReply as reply:
+        return reply.text
+
+
 @runtime_checkable
 class Judge(Protocol):
     """Messages use the OpenAI chat layout; an image part is {"type": "image", "image": PIL.Image}."""
@@ -35,8 +54,11 @@ class Judge(Protocol):
         """P(yes) / (P(yes) + P(no)) per question. Raises JudgeFailure."""
         ...
 
-    def chat(self, messages: list[dict[str, Any]], **decoding: Any) -> str:
-        """The reply text. Raises JudgeFailure."""
+    def chat(
+        self, messages: list[dict[str, Any]], *, validate: Callable[[str], Any] | None = None, **decoding: Any
+    ) -> str:
+        """The reply text. Raises JudgeFailure; UnparseableReply (not cached) when `validate(text)` raises
+        ValueError, so that only complete, parsed replies are cached."""
         ...
 
 

@@ -26,6 +26,7 @@ from PIL import Image
 
 from evalkit.judges.base import (
     JudgeFailure,
+    UnparseableReply,
     YesNoAnswer,
     cached_yes_no,
     first_failure_or_values,
@@ -446,4 +447,4 @@ def _check_reply(text: str, validate: Callable[[str], Any] | None, stats: Counte
             validate(text)
         except (ValueError, KeyError, JudgeFailure) as error:
             stats["failures"] += 1
-            raise JudgeFailure(f"unparseable reply: {error}") from error
+            raise UnparseableReply(f"unparseable reply: {error}", text) from error

@@ -28,6 +28,7 @@ from PIL import Image
 from evalkit import redact
 from evalkit.judges.base import (
     JudgeFailure,
+    UnparseableReply,
     YesNoAnswer,
     cached_yes_no,
     first_failure_or_values,
@@ -230,7 +231,7 @@ class OpenAIJudge:
                 try:
                     validate(text)
                 except (ValueError, KeyError) as error:
-                    raise JudgeFailure(f"unparseable reply: {error}") from error
+                    raise UnparseableReply(f"unparseable reply: {error}", text) from error
         except JudgeFailure:
             self._count("failures")
             raise

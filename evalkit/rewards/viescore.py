@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from PIL import Image
 
-from evalkit.judges.base import Judge, JudgeFailure
+from evalkit.judges.base import Judge, JudgeFailure, ask
 
 DELIMITER = "||V^=^V||"
 RATE_LIMIT_SENTINEL = "rate_limit_exceeded"
@@ -133,6 +133,12 @@ def parse_reply(reply: str) -> dict[str, Any] | None:
         return data if isinstance(data, dict) and isinstance(data.get("score"), list) else None
 
 
+def _check_score(reply: str) -> None:
+    """Raise ValueError for a reply without a score (re-asked, never cached)."""
+    if min_score(parse_reply(reply)) is None:
+        raise ValueError("no score in the reply")
+
+
 def min_score(parsed: dict[str, Any] | None) -> float | None:
     """min of the score list; None for unusable lists (empty, non-numeric, negative)."""
     if parsed is None:
@@ -189,7 +195,7 @@ class VIEScoreScorer:
         """Ask up to `attempts` times (the official code re-asks once); the min score, or None."""
         for _ in range(self.attempts):
             try:
-                reply = self.judge.chat(self.messages(image, text), **self.decoding)
+                reply = ask(self.judge, self.messages(image, text), _check_score, **self.decoding)
             except JudgeFailure as exc:
                 self.failures.append(f"judge: {exc.reason}")
                 return None

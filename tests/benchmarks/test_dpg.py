@@ -229,7 +229,7 @@ class FakeVQA:
     def config(self) -> dict[str, Any]:
         return {"model": "fake-vqa"}
 
-    def chat(self, messages: list[dict[str, Any]], **decoding: Any) -> str:
+    def chat(self, messages: list[dict[str, Any]], *, validate: Any = None, **decoding: Any) -> str:
         raise JudgeFailure("not used")
 
     def yes_probability(self, image: Image.Image, questions: list[str]) -> list[float]:

@@ -51,7 +51,7 @@ class ScriptedJudge:
     def yes_probability(self, image: Image.Image, questions: list[str]) -> list[float]:
         raise JudgeFailure("not used")
 
-    def chat(self, messages: list[dict[str, Any]], **decoding: Any) -> str:
+    def chat(self, messages: list[dict[str, Any]], *, validate: Any = None, **decoding: Any) -> str:
         parts = messages[-1]["content"]
         images = [p["image"] for p in parts if p["type"] == "image"]
         self.sizes.append([im.size for im in images])

@@ -87,7 +87,7 @@ class ScriptedJudge:
     def yes_probability(self, image, questions):
         raise NotImplementedError
 
-    def chat(self, messages, **decoding):
+    def chat(self, messages, *, validate=None, **decoding):
         self.chats.append((messages, decoding))
         if self.chat_reply is None:
             raise JudgeFailure("server down")
@@ -282,7 +282,7 @@ class PlainJudge:
             raise JudgeFailure("this server returns no logprobs")
         return self.values[: len(questions)]
 
-    def chat(self, messages, **decoding):
+    def chat(self, messages, *, validate=None, **decoding):
         return "No, it is not."
 
 

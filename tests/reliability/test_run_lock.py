@@ -44,12 +44,12 @@ def test_a_second_writer_of_the_same_shard_is_told_who_holds_the_run(tmp_path):
     run = Run(tmp_path / "r")
     holder = _hold(run.root)
     try:
-        with pytest.raises(RunBusy, match=rf"in use \(pid {holder.pid} on .*score since"):
-            with run.lock("score"):
-                pass
-        with pytest.raises(RunBusy, match=str(holder.pid)):  # --rescore never runs beside a writer
-            with run.lock("rescore", exclusive=True):
-                pass
+        busy = rf"in use \(pid {holder.pid} on .*score since"
+        with pytest.raises(RunBusy, match=busy), run.lock("score"):
+            pass
+        # --rescore never runs beside a writer
+        with pytest.raises(RunBusy, match=str(holder.pid)), run.lock("rescore", exclusive=True):
+            pass
     finally:
         _kill(holder)
 
@@ -71,9 +71,8 @@ def test_shards_of_one_run_write_side_by_side_but_not_beside_another_world_size(
     try:
         with run.lock("score", shard=Shard(1, 2)):
             pass
-        with pytest.raises(RunBusy, match="WORLD_SIZE=3"):
-            with run.lock("score", shard=Shard(1, 3)):
-                pass
+        with pytest.raises(RunBusy, match="WORLD_SIZE=3"), run.lock("score", shard=Shard(1, 3)):
+            pass
     finally:
         _kill(holder)
 
@@ -82,9 +81,8 @@ def test_an_exclusive_holder_keeps_writers_out(tmp_path):
     run = Run(tmp_path / "r")
     holder = _hold(run.root, exclusive=True)
     try:
-        with pytest.raises(RunBusy, match=str(holder.pid)):
-            with run.lock("score", shard=Shard(0, 2)):
-                pass
+        with pytest.raises(RunBusy, match=str(holder.pid)), run.lock("score", shard=Shard(0, 2)):
+            pass
     finally:
         _kill(holder)
     with run.lock("score"):

@@ -83,7 +83,11 @@ def test_a_later_record_of_an_image_supersedes_an_earlier_one(tmp_path):
 
 @pytest.mark.parametrize(
     "content, problem",
-    [(b"{not json", "is not valid JSON"), (b"\xff\xfe", "is not valid JSON"), (b"[1, 2]", "is not a JSON object")],
+    [
+        (b"{not json", "is not valid JSON"),
+        (b"\xff\xfe", "is not valid JSON"),
+        (b"[1, 2]", "is not a JSON object"),
+    ],
 )
 def test_corrupt_run_json_and_summary_are_one_line_errors(tmp_path, content, problem):
     run = Run(tmp_path / "r")

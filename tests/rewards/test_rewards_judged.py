@@ -14,9 +14,7 @@ from evalkit.rewards.base import Scorer
 from evalkit.rewards.unifiedreward import PROMPTS, UnifiedRewardScorer, parse_final_score
 from evalkit.rewards.viescore import PQ_PROMPT, SC_PROMPT, VIEScoreScorer, min_score, parse_reply
 
-GEDIT_PARSING = (
-    SHARED / "fixtures" / "gedit_bench" / "judge_reply_parsing.json"
-)
+GEDIT_PARSING = SHARED / "fixtures" / "gedit_bench" / "judge_reply_parsing.json"
 
 
 class FakeJudge:
@@ -34,7 +32,7 @@ class FakeJudge:
     def yes_probability(self, image, questions):
         raise NotImplementedError
 
-    def chat(self, messages, **decoding):
+    def chat(self, messages, *, validate=None, **decoding):
         self.requests.append((messages, decoding))
         reply = self.replies.pop(0)
         if isinstance(reply, Exception):

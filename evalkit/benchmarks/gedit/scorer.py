@@ -13,7 +13,7 @@ from PIL import Image
 from evalkit.benchmarks.base import Sample, SampleScorer
 from evalkit.benchmarks.gedit.parse import Parsed, min_score, parse_reply
 from evalkit.errors import EvalkitError
-from evalkit.judges.base import Judge, JudgeFailure
+from evalkit.judges.base import Judge, JudgeFailure, ask
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,12 @@ class VieOutcome:
     sc_reply: str | None = None
     pq_reply: str | None = None
     official_random: tuple[str, ...] = ()
+
+
+def _check_usable(text: str) -> None:
+    """Raise ValueError for a reply the official loop would re-ask (so it is not cached)."""
+    if not parse_reply(text).usable:
+        raise ValueError("no score in the reply")
 
 
 def vie_evaluate(ask_sc: Callable[[], str], ask_pq: Callable[[], str], rounds: int = 2) -> VieOutcome:
@@ -114,7 +120,8 @@ class GEditScorer(SampleScorer):
         content: list[dict[str, Any]] = [{"type": "text", "text": text}]
         content += [{"type": "image", "image": im} for im in images]
         messages = [{"role": "user", "content": content}]
-        return lambda: self.judge.chat(messages, temperature=self.temperature, max_tokens=self.max_tokens)
+        decoding = {"temperature": self.temperature, "max_tokens": self.max_tokens}
+        return lambda: ask(self.judge, messages, _check_usable, **decoding)
 
     def evaluate(self, source: Image.Image, edited: Image.Image, instruction: str) -> VieOutcome:
         """SC on [source, edited-resized-to-source], PQ on the edited image."""

@@ -13,7 +13,7 @@ from evalkit.benchmarks.base import Sample, SampleScorer
 from evalkit.benchmarks.tiif.data import PLACEHOLDER, PROTOCOLS, TEMPLATE_FILES
 from evalkit.benchmarks.tiif.parse import OutputFormatError, count_correct, parse_yes_no
 from evalkit.errors import EvalkitError
-from evalkit.judges.base import Judge, JudgeFailure
+from evalkit.judges.base import Judge, JudgeFailure, ask
 
 
 def build_user_text(template: str, questions: Iterable[str]) -> str:
@@ -96,7 +96,12 @@ class TIIFScorer(SampleScorer):
         for attempt in range(self.max_attempts):
             t = self.template_index(sample, attempt)
             try:
-                reply = self.judge.chat(self.messages(image, questions, t), **self.decoding(attempt))
+                reply = ask(
+                    self.judge,
+                    self.messages(image, questions, t),
+                    lambda text: parse_yes_no(text, len(questions)),
+                    **self.decoding(attempt),
+                )
             except JudgeFailure as e:
                 return {**base, "failed": True, "reason": e.reason, "attempts": attempt + 1}
             try:

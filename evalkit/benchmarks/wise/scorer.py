@@ -19,7 +19,7 @@ from evalkit.benchmarks.wise.parse import (
     required_keys,
 )
 from evalkit.errors import EvalkitError
-from evalkit.judges.base import Judge, JudgeFailure
+from evalkit.judges.base import Judge, JudgeFailure, ask
 
 MAX_ATTEMPTS = 3  # MAX_EXTRACT_RETRIES of the official evaluators
 
@@ -68,6 +68,12 @@ class WISEScorer(SampleScorer):
     def parse(self, reply: str) -> dict[str, float]:
         return parse_legacy_reply(reply) if self.protocol == "wise@legacy" else parse_verified_reply(reply)
 
+    def check_reply(self, reply: str) -> None:
+        """Raise ValueError for a reply this protocol cannot score (it is then re-asked, never cached)."""
+        scores = self.parse(reply)
+        if not reply_accepted(scores, self.protocol) or out_of_range(scores, self.protocol):
+            raise ValueError("reply without the required scores in range")
+
     def score_one(self, sample: Sample, image: Image.Image) -> dict[str, Any]:
         base = {
             "prompt_id": sample.metadata["prompt_id"],
@@ -77,7 +83,7 @@ class WISEScorer(SampleScorer):
         problem = ""
         for attempt in range(1, self.max_attempts + 1):
             try:
-                reply = self.judge.chat(self.messages(sample, image), **self.decoding())
+                reply = ask(self.judge, self.messages(sample, image), self.check_reply, **self.decoding())
             except JudgeFailure as e:
                 return {**base, "failed": True, "reason": e.reason, "attempts": attempt}
             scores = self.parse(reply)
