@@ -3,25 +3,21 @@
 Two judge calls per image: semantic consistency (SC, one 0-10 score) and perceptual quality (PQ, naturalness
 and artifacts, two scores). ``SC = min(SC list)``, ``PQ = min(PQ list)``, ``O = sqrt(SC * PQ)`` (0-10).
 
-Reply parsing follows the official ``mllm_output_to_dict`` acceptance rules (delimiters, brace slice, a bare
-two-number list, a bare integer 0-10) so the same replies parse. Where the official code would *guess a random
-score* (second unparseable reply), or crash later (string or negative scores, missing "score"), this scorer
-abstains (`None`): a made-up score must never become a reward.
+Replies are read by GEdit-Bench's VIEScore parser (``evalkit.benchmarks.gedit.parse``, the official
+``mllm_output_to_dict`` rules) with ``strict=True``: where the official code would *guess a random score*
+(second unparseable reply), or crash later (string, negative or missing scores), this scorer re-asks and
+then abstains (`None`): a made-up score must never become a reward.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from typing import Any, Literal
 
 from PIL import Image
 
+from evalkit.benchmarks.gedit.parse import min_score, parse_reply
 from evalkit.judges.base import Judge, JudgeFailure, ask
-
-DELIMITER = "||V^=^V||"
-RATE_LIMIT_SENTINEL = "rate_limit_exceeded"
 
 # Prompt texts of the official t2i protocol (vie_prompts.py, 0-shot), joined with "\n" as upstream does.
 # Kept byte-exact, trailing spaces included: they are the protocol, not prose.
@@ -83,73 +79,10 @@ SC_PROMPT = "\n".join([CONTEXT, ONE_IMAGE_GEN_RULE, T2I_RULE_SC])
 PQ_PROMPT = "\n".join([CONTEXT, RULE_PQ])
 
 
-def _quote_bare_keys(text: str) -> str:
-    """The official repair step for JSON with unquoted keys: quote keys, wrap bare numbers in a list."""
-    text = re.sub(r"(\w+):", r'"\1":', text)
-
-    def value(match: re.Match) -> str:
-        key, raw, end = match.group(1), match.group(2).strip(), match.group(3)
-        if re.match(r"^-?\d+(\.\d+)?$", raw):
-            raw = f"[{raw}]"
-        elif not re.match(r"^(true|false|null)$", raw, re.IGNORECASE):
-            raw = f'"{raw}"'
-        return f"{key}: {raw}{end}"
-
-    return re.sub(r'(".*?"):(.*?)(,|})', value, text)
-
-
-def parse_reply(reply: str) -> dict[str, Any] | None:
-    """The reply as a dict with a "score" list, or None when the official rules cannot read a score from "
-    "it."""
-    if reply == RATE_LIMIT_SENTINEL:
-        return None
-    if reply.count(DELIMITER) == 2:
-        body = reply[reply.find(DELIMITER) + len(DELIMITER) : reply.rfind(DELIMITER)]
-    else:
-        start, end = reply.find("{"), reply.rfind("}") + 1
-        if start == -1 or end == 0:
-            piece = reply[reply.find("[") : reply.rfind("]") + 1]
-            if re.match(r"^\[\d+, ?\d+\]$", piece):
-                return {"score": json.loads(piece), "reasoning": "System: output is simply a list of scores"}
-            if re.fullmatch(r"\s*[+-]?\d+\s*", reply) and 0 <= int(reply) <= 10:
-                return {"score": [int(reply)], "reasoning": "System: output is simply a number"}
-            return None
-        body = reply[start:end]
-    body = body.strip().replace("\n", "")
-    if not body:
-        return None
-    try:
-        data = json.loads(body)
-        if not isinstance(data, dict) or "score" not in data:
-            raise ValueError("no score")
-        if not isinstance(data["score"], list):
-            data["score"] = [data["score"]]
-        return data
-    except (ValueError, TypeError):
-        try:
-            data = json.loads(_quote_bare_keys(body))
-        except ValueError:
-            return None
-        return data if isinstance(data, dict) and isinstance(data.get("score"), list) else None
-
-
 def _check_score(reply: str) -> None:
-    """Raise ValueError for a reply without a score (re-asked, never cached)."""
-    if min_score(parse_reply(reply)) is None:
+    """Raise ValueError for a reply without a usable score (re-asked, never cached)."""
+    if not parse_reply(reply, strict=True).ok:
         raise ValueError("no score in the reply")
-
-
-def min_score(parsed: dict[str, Any] | None) -> float | None:
-    """min of the score list; None for unusable lists (empty, non-numeric, negative)."""
-    if parsed is None:
-        return None
-    scores = parsed.get("score")
-    if not isinstance(scores, list) or not scores:
-        return None
-    if not all(isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) for s in scores):
-        return None
-    value = float(min(scores))
-    return value if value >= 0 else None
 
 
 class VIEScoreScorer:
@@ -199,9 +132,9 @@ class VIEScoreScorer:
             except JudgeFailure as exc:
                 self.failures.append(f"judge: {exc.reason}")
                 return None
-            value = min_score(parse_reply(reply))
-            if value is not None:
-                return value
+            parsed = parse_reply(reply, strict=True)
+            if parsed.ok:
+                return float(min_score(parsed.data, strict=True))
             self.failures.append(f"unparseable: {reply[:200]!r}")
         return None
 

@@ -9,10 +9,11 @@ import pytest
 from fixture_paths import SHARED
 from PIL import Image
 
+from evalkit.benchmarks.gedit.parse import min_score, parse_reply
 from evalkit.judges.base import JudgeFailure
 from evalkit.rewards.base import Scorer
 from evalkit.rewards.unifiedreward import PROMPTS, UnifiedRewardScorer, parse_final_score
-from evalkit.rewards.viescore import PQ_PROMPT, SC_PROMPT, VIEScoreScorer, min_score, parse_reply
+from evalkit.rewards.viescore import PQ_PROMPT, SC_PROMPT, VIEScoreScorer
 
 GEDIT_PARSING = SHARED / "fixtures" / "gedit_bench" / "judge_reply_parsing.json"
 
@@ -51,16 +52,25 @@ def _parsing_cases() -> list[dict]:
 
 @pytest.mark.parametrize("case", _parsing_cases(), ids=lambda c: c["case_id"])
 def test_viescore_parser_matches_official_first_attempt(case):
-    """Same replies parse as in the official mllm_output_to_dict (without its random give-up fallback)."""
+    """The reward's strict parse accepts exactly the official parses whose score list is usable, with the
+    official scores (no random give-up fallback); GEdit's default parse of the same reply is the official one."""
     expected = case["parse_first_attempt"]["result"]
-    got = parse_reply(case["reply"])
+    got = parse_reply(case["reply"], strict=True)
+    official = parse_reply(case["reply"])
     if isinstance(expected, dict):
-        assert got is not None and got["score"] == expected["score"]
+        assert official.ok and official.data == expected
+        try:
+            usable = min_score(expected, strict=True) is not None
+        except ValueError:
+            usable = False
+        assert got.ok == usable
+        if usable:
+            assert got.data["score"] == expected["score"]
     else:  # False (unparseable) or the rate-limit sentinel: we abstain
-        assert got is None
+        assert not got.ok
     status = case["vie_evaluate_with_fixed_pq"]["status"]
     fixed_pq = json.dumps({"score": [7, 8], "reasoning": "ok"})
-    replies = [case["reply"], fixed_pq] if got is not None else [case["reply"], case["reply"]]
+    replies = [case["reply"], fixed_pq] if got.ok else [case["reply"], case["reply"]]
     scorer = VIEScoreScorer(FakeJudge(replies))
     result = scorer.evaluate(IMAGE, "a cat")
     if status == "ok":
@@ -98,8 +108,10 @@ def test_viescore_never_guesses_a_score():
     assert VIEScoreScorer(judge).score([IMAGE], ["a cat"], [{}]) == [pytest.approx(math.sqrt(8 * 6))]
     # Judge transport failure, string scores and negative scores abstain.
     assert VIEScoreScorer(FakeJudge([JudgeFailure("timeout")])).score([IMAGE], ["x"], [{}]) == [None]
-    assert min_score({"score": ["8", 9]}) is None and min_score({"score": [-1, 5]}) is None
-    assert min_score({"score": []}) is None and min_score({"score": [3.5, 7]}) == 3.5
+    for unusable in ('{"score": ["8", 9]}', '{"score": [-1, 5]}', '{"score": []}', '{"score": [Infinity, 5]}'):
+        assert not parse_reply(unusable, strict=True).ok
+    assert parse_reply('{"score": [Infinity, 5]}').ok  # the official parse accepts it (and its sqrt)
+    assert min_score(parse_reply('{"score": [3.5, 7]}', strict=True).data) == 3.5
 
 
 def test_viescore_components():

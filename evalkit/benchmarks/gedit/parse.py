@@ -88,9 +88,26 @@ def _bare_scores(text: str) -> Parsed:
     return _FAILED
 
 
-def parse_reply(text: str, give_up: bool = False) -> Parsed:
+def parse_reply(text: str, give_up: bool = False, strict: bool = False) -> Parsed:
     """VIEScore reply parsing. ``give_up`` is the official second attempt, where text without braces
-    would get a random score (reported as ``random_fallback``, never drawn here)."""
+    would get a random score (reported as ``random_fallback``, never drawn here).
+
+    ``strict`` is the viescore reward's rule, the one difference between the two users: a reply counts as
+    parsed only when its score list is usable (see :func:`min_score`), so a reply the official code accepts
+    and later crashes on (string, negative, infinite or missing scores) is re-asked and never becomes a
+    reward. GEdit-Bench keeps the official acceptance and records such a sample as an exception.
+    """
+    parsed = _official_parse(text, give_up)
+    if strict and parsed.ok:
+        try:
+            min_score(parsed.data, strict=True)
+        except ValueError:
+            return _FAILED
+    return parsed
+
+
+def _official_parse(text: str, give_up: bool) -> Parsed:
+    """``mllm_output_to_dict``: delimiters, else the brace slice, else a bare list or integer."""
     if text == RATE_LIMIT:
         return Parsed(rate_limited=True)
     if text.count(DELIMITER) == 2:
@@ -102,8 +119,9 @@ def parse_reply(text: str, give_up: bool = False) -> Parsed:
     return _loads_json_body(text[start:end]) if start != end else _FAILED
 
 
-def min_score(data: Any) -> float:
-    """min of the 'score' list; ValueError for anything the official code would crash on."""
+def min_score(data: Any, strict: bool = False) -> float:
+    """min of the 'score' list; ValueError for anything the official code would crash on (``strict``: also
+    for an infinite score, which the official sqrt accepts)."""
     if not isinstance(data, dict) or "score" not in data:
         raise ValueError("reply has no 'score'")
     scores = data["score"]
@@ -114,4 +132,6 @@ def min_score(data: Any) -> float:
     value = min(scores)
     if value < 0 or math.isnan(value):
         raise ValueError(f"score {value} < 0 (sqrt undefined)")
+    if strict and not all(math.isfinite(s) for s in scores):
+        raise ValueError(f"non-finite score in {scores!r}")
     return value
