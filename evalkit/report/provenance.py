@@ -278,7 +278,7 @@ def partial_note(run: RunFolder) -> str | None:
     total = protocol_images(run) if bits else None
     if not bits:
         return None
-    of = f" of {total}" if total else ""
+    of = f" of {total}" if total else (f" of {planned} planned" if planned else "")
     return f"{scored}{of} images scored ({'; '.join(bits)})"
 
 

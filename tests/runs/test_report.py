@@ -179,7 +179,7 @@ def test_footnotes_once_per_table_with_judge_partial_failures_and_random_weights
     assert notes.count("random weights") == 1 and "tiny-sd3 (generator)" in notes
     assert notes.count("judge (tiif): gpt-4.1 (openai; snapshot gpt-4.1-2025)") == 1
     assert (
-        "partial runs: tiny-sd3 [seed=0] on tiif: 3 images scored (--limit 4: first 4 prompts)"
+        "partial runs: tiny-sd3 [seed=0] on tiif: 3 of 4 planned images scored (--limit 4: first 4 prompts)"
         in notes
     )
     assert "1 judge failures (not scored; most often: HTTP 500)" in notes
@@ -190,7 +190,7 @@ def test_limit_runs_are_footnoted_even_when_every_planned_image_is_scored(tmp_pa
     """`--limit` makes n_planned the limited count: the run looked complete and got no footnote."""
     monkeypatch.setenv("EVALKIT_DATA", str(tmp_path / "no-data"))
     a = _fake_run(tmp_path, "m", "geneval", {"Overall": 0.5}, scored=32, planned=32, limit=8)
-    assert "partial runs: m on geneval: 32 images scored (--limit 8" in render(
+    assert "partial runs: m on geneval: 32 of 32 planned images scored (--limit 8" in render(
         build_table([a]), "md"
     )
     w = _fake_run(
@@ -241,9 +241,7 @@ def test_failed_run_folders_are_skipped_with_a_warning(tmp_path):
     (broken / "run.json").write_text(json.dumps({"model": "x", "protocol": "geneval"}))
     table = build_table(sorted((tmp_path / "geneval").iterdir()))
     assert [r.label for r in table.rows] == ["ok"]
-    assert table.warnings == [
-        f"skipped {broken}: no summary.json (never scored, or its run failed)"
-    ]
+    assert table.warnings == [f"skipped {broken}: no summary.json (never scored, or its run failed)"]
     assert any(n.startswith("skipped: broken (no summary.json") for n in table.footnotes)
     with pytest.raises(EvalkitError, match="no summary.json"):
         build_table([broken])

@@ -559,5 +559,5 @@ def test_summary_counts_failures_apart_from_scores(data, tmp_path):
     assert summary["failure_reasons"] == {"http 500 (gave up after 2 attempts)": 1}
     assert summary["O/background_change"] == 6.0 and summary["O/color_alter"] is None
     notes = render(build_table([run.root]), "md")
-    assert "m on gedit: partial, 1/3 images scored (1 not judged)" in notes
-    assert "m on gedit: 1 judge failures (not scored; 1/3 images scored)" in notes
+    assert "partial runs: m on gedit: 1 of 3 planned images scored (1 images not judged)" in notes
+    assert "failures: m on gedit: 1 judge failures (not scored; most often: http 500" in notes
