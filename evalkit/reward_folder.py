@@ -13,6 +13,48 @@ from typing import Any
 
 from evalkit.errors import EvalkitError
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def find_images(folder: Path) -> list[Path]:
+    """Image files under `folder`, recursively, in a stable order (hidden files skipped)."""
+    found = [
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+    ]
+    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def prompt_of(image: Path, folder: Path, prompts_in_order: list[str]) -> str | None:
+    """The image's prompt: its sidecar JSON's "prompt" (evalkit run layout); else the single prompt of the
+    questions file; else the leading integer folder/file name as an index into the questions file."""
+    sidecar = image.with_suffix(".json")
+    if sidecar.exists():
+        try:
+            prompt = json.loads(sidecar.read_text()).get("prompt")
+        except (json.JSONDecodeError, AttributeError):
+            prompt = None
+        if isinstance(prompt, str):
+            return prompt
+    if len(prompts_in_order) == 1:
+        return prompts_in_order[0]
+    head = image.relative_to(folder).parts[0].split(".")[0].split("_")[0]
+    if head.isdigit() and int(head) < len(prompts_in_order):
+        return prompts_in_order[int(head)]
+    return None
+
+
+def open_image(path: Path):
+    """An RGB image, or one line saying which file cannot be read."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, SyntaxError, ValueError) as error:
+        raise EvalkitError(f"cannot read image {path} ({error})") from None
+
 
 def score_folder(
     name: str,
@@ -27,8 +69,7 @@ def score_folder(
 ) -> tuple[Path, int, int]:
     """Returns (output file, images scored, images total)."""
     from evalkit import registry
-    from evalkit.cli_dvreward import _open, find_images, prompt_of
-    from evalkit.grpo.ablate_cli import read_prompts
+    from evalkit.dvreward.decompose import read_prompts
     from evalkit.runs import atomic_write_bytes
 
     registry.lookup("rewards", name)
@@ -51,7 +92,7 @@ def score_folder(
     for start in range(0, len(paired), batch_size):
         chunk = paired[start : start + batch_size]
         values = scorer.score(
-            [_open(p) for p, _ in chunk], [prompt for _, prompt in chunk], [{} for _ in chunk]
+            [open_image(p) for p, _ in chunk], [prompt for _, prompt in chunk], [{} for _ in chunk]
         )
         for (path, prompt), value in zip(chunk, values, strict=True):
             lines.append({"image": path.relative_to(folder).as_posix(), "prompt": prompt, "score": value})

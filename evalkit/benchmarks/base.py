@@ -38,6 +38,7 @@ class Benchmark(ABC):
     name: str
     protocol: str
     images_per_sample: int = 1
+    needs_judge: bool = False  # scored by an MLLM judge: evaluate() refuses to start without one
     columns: list[str]  # official table columns, in order, as shown in papers
 
     @abstractmethod

@@ -28,7 +28,7 @@ from evalkit.judges import JudgeFailure, ReplyCache, load_judge
 if importlib.util.find_spec("openai") is None:
     pytest.skip("openai is needed for the HTTP decomposition tests", allow_module_level=True)
 
-from evalkit.cli_dvreward import dvreward_app  # noqa: E402
+from evalkit.cli.dvreward import dvreward_app  # noqa: E402
 from evalkit.judges.hf import Generation  # noqa: E402
 from evalkit.judges.server import JudgeServer  # noqa: E402
 

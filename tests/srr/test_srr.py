@@ -290,8 +290,8 @@ def test_misconfigured_gates_are_refused(setup, tmp_path) -> None:
         refine_run(Run(tmp_path / "empty"), bench, samples, PaintRefiner(), rounds=1, global_seed=0)
 
 
-def test_cli_srr_stage_loads_the_model_only_when_work_is_left(setup) -> None:
-    from evalkit.cli_dvreward import srr_config, srr_stage
+def test_srr_stage_loads_the_model_only_when_work_is_left(setup) -> None:
+    from evalkit.evaluator import SRROptions, srr_stage
 
     run, bench, samples, _ = setup
     built: list[PaintRefiner] = []
@@ -300,33 +300,22 @@ def test_cli_srr_stage_loads_the_model_only_when_work_is_left(setup) -> None:
         built.append(PaintRefiner())
         return built[-1]
 
-    stats = srr_stage(
-        run,
-        bench,
-        samples,
-        make_refiner,
-        rounds=1,
-        gate="oracle",
-        threshold=0.5,
-        seed=7,
-        make_oracle_scorer=ColorScorer,
-    )
+    oracle = SRROptions(1, "oracle", 0.5)
+    stats = srr_stage(run, bench, samples, make_refiner, oracle, seed=7, make_oracle_scorer=ColorScorer)
     assert stats.rounds_run == 4 and len(built) == 1
-    assert (
-        srr_stage(run, bench, samples, make_refiner, rounds=1, gate="oracle", threshold=0.5, seed=7) is None
-    )
+    assert srr_stage(run, bench, samples, make_refiner, oracle, seed=7) is None
     assert len(built) == 1
-    assert srr_config(0, "all", 0.5) is None
-    assert srr_config(1, "oracle", 0.5) == {"rounds": 1, "gate": "oracle"}
-    assert srr_config(2, "self", 0.7, "tiny")["threshold"] == 0.7
+    assert SRROptions(0, "all", 0.5).config() is None
+    assert SRROptions(1, "oracle", 0.5).config() == {"rounds": 1, "gate": "oracle"}
+    assert SRROptions(2, "self", 0.7, "tiny").config()["threshold"] == 0.7
+    with pytest.raises(EvalkitError, match="unknown SRR gate"):
+        SRROptions(1, "sometimes")
     with pytest.raises(EvalkitError):
         srr_stage(
             run,
             bench,
             [Sample("new", "a red square", {"color": "red"})],
             object,
-            rounds=1,
-            gate="all",
-            threshold=0.5,
+            SRROptions(1, "all", 0.5),
             seed=7,
         )

@@ -1,11 +1,14 @@
-"""Typed CLI options shared by the command modules (typer `Annotated` aliases)."""
+"""Typed CLI options shared by the command modules (typer `Annotated` aliases) and `key=value` parsing."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+from evalkit.errors import EvalkitError
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="sd35m, tiny-sd3, diffusers:<id-or-path>, ...")]
 ProtocolOpt = Annotated[
@@ -34,3 +37,21 @@ JudgeOpt = Annotated[
 JudgeUrlOpt = Annotated[str | None, typer.Option(help="base URL of an OpenAI-compatible judge server")]
 JudgeOptionOpt = Annotated[list[str] | None, typer.Option("--judge-option", help="judge option key=value")]
 ThinkOpt = Annotated[bool, typer.Option(help="ask generators that support it to think before drawing")]
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_options(pairs: list[str] | None) -> dict[str, Any]:
+    """`key=value` pairs; values are JSON when they parse (numbers, booleans, lists), else strings."""
+    options = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise EvalkitError(f"option '{pair}' is not key=value")
+        key, value = pair.split("=", 1)
+        options[key.strip()] = _parse_value(value)
+    return options

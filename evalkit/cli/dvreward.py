@@ -1,35 +1,26 @@
-"""`evalkit dvreward ...` (decompose prompts, score images) and the SRR stage that `evalkit run --srr K` calls.
+"""`evalkit dvreward decompose|score`: decompose prompts into questions, verify images with a judge.
 
-Mounted by evalkit/cli.py as `app.add_typer(dvreward_app, name="dvreward")`. Importing this module loads
-no torch; models load inside the commands.
+Importing this module loads no torch; models load inside the commands.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from evalkit.cli.options import parse_options
 from evalkit.console import err, out
 from evalkit.console import progress as _progress
 from evalkit.errors import EvalkitError
+from evalkit.reward_folder import IMAGE_SUFFIXES, find_images, open_image, prompt_of
 
 dvreward_app = typer.Typer(
     no_args_is_help=True,
     help="DVReward: decompose prompts into yes/no questions, verify images with a judge.",
 )
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-OptionList = Annotated[list[str] | None, typer.Option(help="backend option key=value (repeatable)")]
-
-
-def _options(pairs: list[str] | None) -> dict[str, Any]:
-    from evalkit.cli import parse_options  # imported late: evalkit.cli imports this module
-
-    return parse_options(pairs)
 
 
 # ----------------------------------------------------------------------------------------- decompose
@@ -52,7 +43,7 @@ def decompose(
     from evalkit.runs import atomic_write_bytes
 
     texts = read_prompts(prompts)
-    model = load_judge(llm, url=llm_url, **_options(llm_option))
+    model = load_judge(llm, url=llm_url, **parse_options(llm_option))
     decomposer = Decomposer(
         model, cache=cache or default_cache_path(), temperature=temperature, max_attempts=max_attempts
     )
@@ -79,35 +70,6 @@ def decompose(
 
 
 # ----------------------------------------------------------------------------------------- score
-def find_images(folder: Path) -> list[Path]:
-    """Image files under `folder`, recursively, in a stable order (hidden files skipped)."""
-    found = [
-        p
-        for p in folder.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
-    ]
-    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
-
-
-def prompt_of(image: Path, folder: Path, prompts_in_order: list[str]) -> str | None:
-    """The image's prompt: its sidecar JSON's "prompt" (evalkit run layout); else the single prompt of the
-    questions file; else the leading integer folder/file name as an index into the questions file."""
-    sidecar = image.with_suffix(".json")
-    if sidecar.exists():
-        try:
-            prompt = json.loads(sidecar.read_text()).get("prompt")
-        except (json.JSONDecodeError, AttributeError):
-            prompt = None
-        if isinstance(prompt, str):
-            return prompt
-    if len(prompts_in_order) == 1:
-        return prompts_in_order[0]
-    head = image.relative_to(folder).parts[0].split(".")[0].split("_")[0]
-    if head.isdigit() and int(head) < len(prompts_in_order):
-        return prompts_in_order[int(head)]
-    return None
-
-
 @dvreward_app.command("score")
 def score(
     images: Annotated[Path, typer.Option(help="folder of images (searched recursively)")],
@@ -139,7 +101,7 @@ def score(
     files = find_images(images)
     if not files:
         raise EvalkitError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {images}")
-    options = _options(judge_option)
+    options = parse_options(judge_option)
     default_system = VERIFIER_SYSTEM_PROMPT if official_system_prompt else None
     reward = build_dvreward(
         judge,
@@ -160,7 +122,7 @@ def score(
             if prompt is None:
                 result = Verification(None, None, None, method, (), "no prompt for this image")
             else:
-                result = reward.verify([_open(path)], [prompt])[0]
+                result = reward.verify([open_image(path)], [prompt])[0]
             lines.append({"image": path.relative_to(images).as_posix(), "prompt": prompt, **result.to_dict()})
             advance(1)
     target = out_file or images / "dvreward.jsonl"
@@ -172,96 +134,3 @@ def score(
     out.print(f"{len(scored)}/{len(lines)} images scored, mean DVReward ({method}) {mean:.4f} -> {target}")
     if len(scored) < len(lines):
         err.print(f"{len(lines) - len(scored)} abstained (see 'failure' in {target})", markup=False)
-
-
-def _open(path: Path):
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (OSError, SyntaxError, ValueError) as error:
-        raise EvalkitError(f"cannot read image {path} ({error})") from None
-
-
-# ----------------------------------------------------------------------------------------- SRR stage
-def srr_config(
-    rounds: int,
-    gate: str,
-    threshold: float,
-    reward_judge: str | None = None,
-    questions: Path | None = None,
-) -> dict[str, Any] | None:
-    """The "srr" entry of the run's generation config (None without SRR): changes the run folder's hash,
-    and the report labels rows with K and the gate from it."""
-    from evalkit.srr import SRRSettings
-
-    if rounds <= 0:
-        return None
-    settings = SRRSettings(rounds, gate, threshold)
-    config: dict[str, Any] = {"rounds": rounds, "gate": gate}
-    if gate == "self":
-        config.update(
-            threshold=settings.threshold,
-            signal="dvreward" if reward_judge else "self_check",
-            judge=reward_judge,
-            questions=str(questions) if questions else None,
-        )
-    return config
-
-
-def srr_stage(
-    run,
-    bench,
-    samples: list,
-    make_refiner: Callable[[], Any],
-    *,
-    rounds: int,
-    gate: str,
-    threshold: float,
-    seed: int,
-    make_oracle_scorer: Callable[[], Any] | None = None,
-    reward_judge: str | None = None,
-    reward_judge_url: str | None = None,
-    questions: Path | None = None,
-    batch_size: int = 8,
-):
-    """Refine a run's images (after generate, before score); loads nothing when every image is done."""
-    from evalkit import srr
-    from evalkit.generators.base import Refiner
-
-    todo = srr.pending_srr(run, bench, samples)
-    if rounds <= 0 or not todo:
-        return None
-    refiner = make_refiner()
-    if not isinstance(refiner, Refiner):
-        raise EvalkitError(
-            f"{type(refiner).__name__} cannot refine its images (no refine()); SRR needs BAGEL-like models"
-        )
-    reward = None
-    if gate == "self" and reward_judge:
-        from evalkit.rewards.dvreward import build_dvreward
-
-        reward = build_dvreward(
-            reward_judge,
-            judge_url=reward_judge_url,
-            questions=questions,
-            cache_path=run.root / "judge_cache.sqlite",
-        )
-    oracle = make_oracle_scorer() if gate == "oracle" and make_oracle_scorer is not None else None
-    bar, advance = _progress(f"srr x{rounds} ({gate})", len(todo))
-    with bar:
-        return srr.refine_run(
-            run,
-            bench,
-            samples,
-            refiner,
-            rounds=rounds,
-            gate=gate,
-            threshold=threshold,
-            reward=reward,
-            oracle_scorer=oracle,
-            global_seed=seed,
-            batch_size=batch_size,
-            progress=advance,
-        )

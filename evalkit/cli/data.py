@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from evalkit.cli_options import DataDirOpt
+from evalkit.cli.options import DataDirOpt
 from evalkit.console import err, out
 
 data_app = typer.Typer(no_args_is_help=True, help="Benchmark data: fetch and verify official files.")
