@@ -40,14 +40,18 @@ class Benchmark(ABC):
     images_per_sample: int = 1
     needs_judge: bool = False  # scored by an MLLM judge: evaluate() refuses to start without one
     columns: list[str]  # official table columns, in order, as shown in papers
+    # The sampler settings of this benchmark's official eval scripts, per model family (a generator's
+    # `family`, e.g. "bagel"): a dict of settings, or the name of one of that model's own presets. Sent with
+    # every request (`request_options`); --option values still override them.
+    generation_presets: dict[str, dict[str, Any] | str] = {}
 
     @abstractmethod
     def samples(self) -> list[Sample]:
         """All samples of this protocol, in the official order."""
 
     def request_options(self, sample: Sample) -> dict[str, Any]:
-        """Per-sample generator options the protocol fixes (e.g. think mode)."""
-        return {}
+        """Per-sample generator options the protocol fixes (e.g. think mode, the generation presets)."""
+        return {"generation_presets": self.generation_presets} if self.generation_presets else {}
 
     def scorer_config(self, **options: Any) -> dict[str, Any]:
         """The scorer settings with defaults filled in; its hash keys the records (known before loading)."""

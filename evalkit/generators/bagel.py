@@ -2,9 +2,10 @@
 
 Both run on evalkit's own BAGEL runtime (`evalkit.bagel`). Requests are grouped by their effective
 settings, size and edit/no-edit, and each group is generated in batches; batching does not change the
-images (see tests/bagel/test_bagel_model.py). A request's settings are a preset (its `preset` or `benchmark`
-option, else the model's default: `t2i`, `edit` for input images, `rt2i` for AlphaGRPO-RT2I), overridden
-by `--option` values, overridden by the request's explicit setting options.
+images (see tests/bagel/test_bagel_model.py). A request's settings are a preset (its `preset` option, else
+the benchmark's `generation_presets["bagel"]` that the pipeline passes along, else the model's default:
+`t2i`, `edit` for input images, `rt2i` for AlphaGRPO-RT2I), overridden by `--option` values, overridden by
+the request's explicit setting options.
 """
 
 from __future__ import annotations
@@ -25,25 +26,11 @@ from evalkit.generators.base import Generation, GenerationRequest, ModelSpec
 log = logging.getLogger(__name__)
 
 _COMMON = dict(num_timesteps=50, timestep_shift=3.0, cfg_text_scale=4.0, cfg_renorm_min=0.0)
-# Official presets (BAGEL inference notebook and eval scripts; AlphaGRPO eval scripts).
+# Official model presets (BAGEL inference notebook; AlphaGRPO eval scripts). The settings of a benchmark's
+# official eval script are that benchmark's `generation_presets` (evalkit/benchmarks/<name>/benchmark.py).
 PRESETS: dict[str, dict[str, Any]] = {
     "t2i": {**_COMMON, "cfg_img_scale": 1.0, "cfg_interval": (0.4, 1.0), "cfg_renorm_type": "global"},
     "edit": {**_COMMON, "cfg_img_scale": 2.0, "cfg_interval": (0.0, 1.0), "cfg_renorm_type": "text_channel"},
-    # BAGEL scripts/eval/run_geneval.sh: text CFG over the whole trajectory
-    "geneval": {**_COMMON, "cfg_img_scale": 1.0, "cfg_interval": (0.0, 1.0), "cfg_renorm_type": "global"},
-    # BAGEL scripts/eval/run_wise.sh: think sampled at temperature 0.3, up to 2048 tokens
-    "wise": {
-        **_COMMON,
-        "cfg_img_scale": 1.0,
-        "cfg_interval": (0.4, 1.0),
-        "cfg_renorm_type": "global",
-        "think": True,
-        "think_do_sample": True,
-        "think_temperature": 0.3,
-        "max_think_tokens": 2048,
-    },
-    # BAGEL scripts/eval/run_gedit.sh (its cfg_type='serial_text_img' is not read by the official sampler)
-    "gedit": {**_COMMON, "cfg_img_scale": 1.5, "cfg_interval": (0.4, 1.0), "cfg_renorm_type": "text_channel"},
     # AlphaGRPO reasoning T2I: think (sampled, T = 0.3) then draw with the T2I preset
     "rt2i": {
         **_COMMON,
@@ -67,7 +54,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_think_tokens": 1000,
     },
 }
-BENCHMARK_PRESETS = {"geneval": "geneval", "wise": "wise", "gedit": "gedit", "tiif": "t2i", "dpg": "t2i"}
 SETTING_KEYS = frozenset(
     {
         "num_timesteps",
@@ -118,6 +104,7 @@ class BagelGenerator:
     """A BAGEL pipeline behind the Generator / Editor / Refiner interfaces."""
 
     supports_edit = True
+    family = "bagel"  # the key of this model's entry in a benchmark's generation_presets
 
     def __init__(
         self,
@@ -155,18 +142,19 @@ class BagelGenerator:
 
     def settings(self, options: dict[str, Any], *, edit: bool = False) -> dict[str, Any]:
         """Effective sampler settings for one request."""
-        preset = options.get("preset") or BENCHMARK_PRESETS.get(
-            str(options.get("benchmark", "")).split("@")[0]
-        )
-        if preset is None:
+        preset = options.get("preset")
+        from_benchmark = (options.get("generation_presets") or {}).get(self.family)
+        if preset is None and isinstance(from_benchmark, str):
+            preset = from_benchmark  # the benchmark names one of the model's own presets
+        if preset is None and from_benchmark is None:
             preset = "edit" if edit and self.preset in ("t2i", "rt2i") else self.preset
-        if preset not in PRESETS:
+        if preset is not None and preset not in PRESETS:
             raise EvalkitError(f"unknown BAGEL preset '{preset}' (known: {', '.join(PRESETS)})")
-        out = {**PRESETS[preset], **self.overrides}
+        out = {**(PRESETS[preset] if preset is not None else from_benchmark), **self.overrides}
         for key, value in options.items():
             if key in SETTING_KEYS:
                 out[key] = _coerce(value)
-            elif key not in ("preset", "benchmark"):
+            elif key not in ("preset", "benchmark", "generation_presets"):
                 log.debug("bagel: ignoring request option %r", key)
         out["cfg_interval"] = tuple(out["cfg_interval"])
         return out

@@ -10,6 +10,9 @@ from PIL import Image
 from evalkit import bagel
 from evalkit.bagel.lora import ALPHAGRPO_TARGET_MODULES
 from evalkit.bagel.testing import random_pipeline
+from evalkit.benchmarks.geneval import GenEval
+from evalkit.benchmarks.tiif import TIIF
+from evalkit.benchmarks.wise import WISE
 from evalkit.errors import EvalkitError, MissingWeightsError
 from evalkit.generators.bagel import PRESETS, REFLECTION_PROMPT, build
 from evalkit.generators.base import Editor, GenerationRequest, Generator, ModelSpec, Refiner
@@ -62,14 +65,21 @@ def test_interfaces_and_config(generator):
 
 
 def test_presets_resolve_per_request(generator):
-    assert generator.settings({"benchmark": "geneval@long-prompts"})["cfg_interval"] == (0.0, 1.0)
+    geneval = GenEval.generation_presets
+    assert generator.settings({"generation_presets": geneval})["cfg_interval"] == (0.0, 1.0)
     edit = generator.settings({}, edit=True)
     assert (edit["cfg_img_scale"], edit["cfg_interval"], edit["cfg_renorm_type"]) == (
         2.0,
         (0.0, 1.0),
         "text_channel",
     )
-    assert generator.settings({"benchmark": "wise"})["think"] is True
+    assert generator.settings({"generation_presets": WISE.generation_presets})["think"] is True
+    assert generator.settings({"generation_presets": TIIF.generation_presets}) == generator.settings(
+        {"preset": "t2i"}
+    )
+    assert generator.settings({"generation_presets": {"other-model": {"think": True}}}) == generator.settings(
+        {}
+    )
     assert generator.settings({"cfg_text_scale": "6"})["cfg_text_scale"] == 6
     assert PRESETS["t2i"]["num_timesteps"] == 50 and generator.settings({})["num_timesteps"] == 3
     with pytest.raises(EvalkitError):

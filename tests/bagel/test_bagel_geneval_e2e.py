@@ -8,6 +8,7 @@ import torch
 
 from evalkit.bagel.loading import save_pretrained
 from evalkit.bagel.testing import random_pipeline, tiny_config
+from evalkit.benchmarks.geneval import GenEval
 from evalkit.runs import read_jsonl
 
 
@@ -27,6 +28,9 @@ def test_tiny_bagel_runs_geneval_end_to_end(cli, data_dir, tmp_path, monkeypatch
     assert info["model"] == f"bagel:{ckpt}" and info["generator"]
     sidecar = json.loads((run_dir / "samples" / "00000" / "0.json").read_text())
     assert isinstance(sidecar["seed"], int)
+    preset = GenEval.generation_presets["bagel"]  # the benchmark's BAGEL settings reach the generator
+    assert sidecar["settings"]["cfg_interval"] == list(preset["cfg_interval"])
+    assert sidecar["settings"]["num_timesteps"] == 3  # --option still overrides the benchmark's preset
 
     def must_not_load(*a, **k):
         raise AssertionError("a finished run must not load BAGEL")

@@ -32,6 +32,7 @@ class DPG(Benchmark):
     """
 
     name = "dpg"
+    generation_presets = {"bagel": "t2i"}  # BAGEL's plain text-to-image preset (no official BAGEL script)
     needs_judge = True  # `evalkit run` refuses to start without --judge
 
     def __init__(

@@ -25,6 +25,22 @@ class WISE(Benchmark):
     """WISE under wise@legacy (default) or wise@verified; one image per prompt named by prompt_id."""
 
     name = "wise"
+    # BAGEL scripts/eval/run_wise.sh: think sampled at temperature 0.3, up to 2048 tokens
+    generation_presets = {
+        "bagel": {
+            "num_timesteps": 50,
+            "timestep_shift": 3.0,
+            "cfg_text_scale": 4.0,
+            "cfg_renorm_min": 0.0,
+            "cfg_img_scale": 1.0,
+            "cfg_interval": (0.4, 1.0),
+            "cfg_renorm_type": "global",
+            "think": True,
+            "think_do_sample": True,
+            "think_temperature": 0.3,
+            "max_think_tokens": 2048,
+        }
+    }
     needs_judge = True  # `evalkit run` refuses to start without --judge
     images_per_sample = 1
 
@@ -56,7 +72,7 @@ class WISE(Benchmark):
 
     def request_options(self, sample: Sample) -> dict[str, Any]:
         """--think is passed through; generators without a think mode ignore or refuse it."""
-        return {"think": True} if self.think else {}
+        return {**super().request_options(sample), **({"think": True} if self.think else {})}
 
     def make_scorer(self, **options: Any) -> WISEScorer:
         """options: judge (required), max_attempts (3), max_tokens (protocol: 2000 legacy, 500 verified)."""
