@@ -126,8 +126,9 @@ def test_samples_and_categories(protocol: str, time_range: tuple[int, int]) -> N
 @needs_data
 def test_think_is_passed_through() -> None:
     bench = WISE(DATA, think=True)
-    assert bench.request_options(bench.samples()[0]) == {"think": True}
-    assert WISE(DATA).request_options(bench.samples()[0]) == {}
+    presets = {"generation_presets": WISE.generation_presets}  # BAGEL's WISE settings travel with each request
+    assert bench.request_options(bench.samples()[0]) == {"think": True, **presets}
+    assert WISE(DATA).request_options(bench.samples()[0]) == presets
 
 
 @needs_data
