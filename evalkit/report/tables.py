@@ -86,14 +86,15 @@ def build_table(
     for run in runs:
         row = table.row(run.label)
         base = base_of.get(run.protocol)
-        if boots is not None:
+        if boots is not None and boots.has_records(run):
             for col, interval in boots.get(run).intervals().items():
                 cell = row.cells.get((run.protocol, col))
                 if cell is not None and cell.value is not None:
                     cell.ci, cell.n = interval, interval.n
         if base is None or base is run:
             continue
-        tests = boots.paired(base, run) if boots is not None else {}
+        both = boots is not None and boots.has_records(base) and boots.has_records(run)
+        tests = boots.paired(base, run) if both else {}
         base_table = base.summary["table"]
         for col in run.summary["table"]:
             cell, b = row.cells[(run.protocol, col)], base_table.get(col)
@@ -101,6 +102,10 @@ def build_table(
                 cell.delta = cell.value - b
                 cell.p_value = tests[col].p_value if col in tests else None
     table.footnotes = _footnotes(runs, groups, loaded.skipped, base_of, ci, resamples, seed)
+    if boots is not None:
+        bare = [r.label for r in runs if not boots.has_records(r)]
+        if bare:
+            table.footnotes.append(f"no intervals (no per-image records.jsonl): {', '.join(bare)}")
     table.warnings = [f"skipped {s.path}: {s.reason}" for s in loaded.skipped]
     return table
 
@@ -190,11 +195,12 @@ class _Bootstraps:
 
     def _records(self, run: prov.RunFolder) -> list[dict]:
         if run.path not in self.records:
-            records = stats.run_records(run.path)
-            if not records:
-                raise EvalkitError(f"{run.path} has no records.jsonl; intervals need the per-image records")
-            self.records[run.path] = records
+            self.records[run.path] = stats.run_records(run.path)
         return self.records[run.path]
+
+    def has_records(self, run: prov.RunFolder) -> bool:
+        """Intervals need the per-image records; a summary alone (a copied table) gets none, footnoted."""
+        return bool(self._records(run))
 
     def get(self, run: prov.RunFolder, keys: list[str] | None = None) -> stats.Bootstrap:
         records = self._records(run)
@@ -353,28 +359,57 @@ _LATEX_SPECIALS = {
 
 
 def latex_escape(text: str) -> str:
-    """Text safe in a LaTeX table cell or note (model names like sd35m_grpo, '50%', 'A&B', '#3')."""
-    return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in str(text))
+    """Text safe in a LaTeX table cell or note (model names like sd35m_grpo, '50%', 'A&B', '#3', '--limit')."""
+    out = "".join(_LATEX_SPECIALS.get(ch, ch) for ch in str(text))
+    while "--" in out:  # no en/em-dash ligatures: `--limit` stays two hyphens
+        out = out.replace("--", "-{}-")
+    return out
 
 
-LATEX_PREAMBLE_COMMENT = r"% needs \usepackage{booktabs} (\toprule, \midrule, \bottomrule); nothing else"
+WIDE = 6  # tables with more number columns are scaled to the text width (graphicx's \resizebox)
+
+
+def latex_packages(table: Table) -> list[str]:
+    """The packages a table's LaTeX needs (declared in its first line)."""
+    return ["booktabs", "graphicx"] if len(table.columns) > WIDE else ["booktabs"]
+
+
+def _latex_header(table: Table) -> list[str]:
+    """One header row, or with several protocols a protocol row over its columns (booktabs cmidrules)."""
+    groups: list[tuple[str, int]] = []
+    for protocol, _ in table.columns:
+        if groups and groups[-1][0] == protocol:
+            groups[-1] = (protocol, groups[-1][1] + 1)
+        else:
+            groups.append((protocol, 1))
+    names = " & ".join(["Model", *(latex_escape(c) for _, c in table.columns)]) + r" \\"
+    if len(groups) < 2:
+        return [names]
+    top, rules, first = [""], [], 2
+    for protocol, n in groups:
+        top.append(rf"\multicolumn{{{n}}}{{c}}{{{latex_escape(protocol)}}}")
+        rules.append(rf"\cmidrule(lr){{{first}-{first + n - 1}}}")
+        first += n
+    return [" & ".join(top) + r" \\", "".join(rules), names]
 
 
 def _latex(table: Table) -> str:
-    header = _header(table)
+    packages = latex_packages(table)
+    wide = "graphicx" in packages
     lines = [
-        LATEX_PREAMBLE_COMMENT,
+        f"% needs \\usepackage{{{','.join(packages)}}}; nothing else",
         r"\begin{table}[t]",
         r"\centering",
-        r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
+        *([r"\resizebox{\linewidth}{!}{%"] if wide else []),
+        r"\begin{tabular}{l" + "r" * len(table.columns) + "}",
         r"\toprule",
-        " & ".join(latex_escape(h) for h in header) + r" \\",
+        *_latex_header(table),
         r"\midrule",
     ]
     for row, cells in zip(table.rows, _cells(table, "latex"), strict=True):
         label = latex_escape(row.label) + (" (baseline)" if row.baseline else "")
         lines.append(" & ".join([label, *cells]) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [r"\bottomrule", r"\end{tabular}" + ("}" if wide else "")]
     if table.footnotes:
         lines.append(r"\par\smallskip\footnotesize")
         lines += [f"{i}. {latex_escape(n)}\\par" for i, n in enumerate(table.footnotes, start=1)]

@@ -250,8 +250,8 @@ def test_failed_run_folders_are_skipped_with_a_warning(tmp_path):
 
 
 def test_latex_escapes_special_characters():
-    assert latex_escape("sd35m_grpo 50% A&B #3 $x ~^{}\\") == (
-        r"sd35m\_grpo 50\% A\&B \#3 \$x \textasciitilde{}\textasciicircum{}\{\}\textbackslash{}"
+    assert latex_escape("sd35m_grpo 50% A&B #3 $x ~^{}\\ --limit") == (
+        r"sd35m\_grpo 50\% A\&B \#3 \$x \textasciitilde{}\textasciicircum{}\{\}\textbackslash{} -{}-limit"
     )
 
 
