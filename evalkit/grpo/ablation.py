@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.grpo.config import GRPOConfig
+from evalkit.report.tables import latex_escape
 from evalkit.rewards.base import Scorer
 
 FINAL_LORA = Path("final") / "lora"
@@ -170,15 +171,16 @@ def format_table(
     header = ["Reward"] + [c.title for c in columns]
     md_lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + [" ---: "] * len(columns)) + "|"]
     tex_lines = [
+        "% needs \\usepackage{booktabs}; nothing else",
         "\\begin{tabular}{l" + "r" * len(columns) + "}",
         "\\toprule",
-        " & ".join(header) + " \\\\",
+        " & ".join(latex_escape(h) for h in header) + " \\\\",
         "\\midrule",
     ]
     for row, row_cells in cells.items():
         label = titles.get(row, row)
         md_lines.append("| " + " | ".join([label] + [md(c) for c in row_cells]) + " |")
-        tex_label = label.replace("_", "\\_")
+        tex_label = latex_escape(label)
         tex_lines.append(" & ".join([tex_label] + [tex(c) for c in row_cells]) + " \\\\")
     tex_lines += ["\\bottomrule", "\\end{tabular}"]
     return "\n".join(md_lines) + "\n", "\n".join(tex_lines) + "\n"

@@ -51,7 +51,7 @@ def test_format_table_bolds_best_and_marks_missing():
     markdown, latex = format_table(rows, columns, {"base": "SD (base)"})
     assert "| SD (base) | 0.50 | **3.0** |" in markdown
     assert "| x | **0.75** | – |" in markdown and "| y | 0.25 | – |" in markdown
-    assert "x & \\textbf{0.75} & -- \\\\" in latex and latex.startswith("\\begin{tabular}{lrr}")
+    assert "x & \\textbf{0.75} & -- \\\\" in latex and "\n\\begin{tabular}{lrr}" in latex
 
 
 def test_tiny_ablation_runs_end_to_end_and_resumes(tmp_path):

@@ -284,3 +284,33 @@ def test_report_cli_writes_file_and_rejects_unknown_format(cli, tmp_path):
     assert code == 2 and "unknown format 'html'" in err
     code, _, err = cli("report", tmp_path / "nope")
     assert code == 2 and "no such run folder" in err
+
+
+def test_report_cli_labels_intervals_and_skipped_folders(cli, tmp_path):
+    a = _fake_run(tmp_path, "a", "geneval", records=_geneval_records(0, 0.3), model="sd35m")
+    b = _fake_run(tmp_path, "b", "geneval", records=_geneval_records(1, 0.8), model="sd35m")
+    (tmp_path / "geneval" / "failed").mkdir()
+    code, _, err = cli("report", a, b)
+    assert code == 2 and "name them apart with --label" in err
+    code, out, err = cli(
+        "report",
+        *sorted((tmp_path / "geneval").iterdir()),
+        "--label",
+        f"{a}=base",
+        "--label",
+        f"{b}=tuned",
+        "--ci",
+        "--resamples",
+        "50",
+        "--baseline",
+        a,
+        "--format",
+        "csv",
+    )
+    assert code == 0, err
+    assert err.strip().startswith("warning: skipped") and "failed" in err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["Model"] for r in rows] == ["base", "tuned"]
+    assert rows[0]["Overall delta"] == "" and rows[1]["Overall p"] != ""
+    code, _, err = cli("report", a, "--label", "x", "--label", "y")
+    assert code == 2 and "2 labels for 1 run folders" in err
