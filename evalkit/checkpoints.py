@@ -12,9 +12,9 @@ from typing import Any
 import yaml
 
 from evalkit.errors import EvalkitError, MissingWeightsError, did_you_mean
-from evalkit.paths import CHECKPOINT_DIR, PROJECT_ROOT
+from evalkit.paths import CHECKPOINT_DIR, CHECKPOINT_MANIFEST_DIR
 
-MANIFEST_DIR = PROJECT_ROOT / "checkpoints"
+MANIFEST_DIR = CHECKPOINT_MANIFEST_DIR
 
 
 def manifests() -> dict[str, dict[str, Any]]:

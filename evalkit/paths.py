@@ -1,11 +1,37 @@
-"""Where evalkit looks for its manifests, data and weights."""
+"""Where evalkit looks for its manifests, data and weights.
+
+Manifests live at the top of the project (`benchmarks/`, `checkpoints/*.yaml`, `reward_ablation/`); an
+installed wheel carries copies in `evalkit/manifests/` (see setup.py), which win when present.
+"""
 
 import os
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-PROTOCOL_DIR = PROJECT_ROOT / "benchmarks"
-CHECKPOINT_DIR = Path(os.environ.get("EVALKIT_CHECKPOINTS", PROJECT_ROOT / "checkpoints"))
+PACKAGE_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = PACKAGE_DIR.parent
+BUNDLED_DIR = PACKAGE_DIR / "manifests"  # only in a built wheel; a source checkout reads PROJECT_ROOT
+INSTALLED = BUNDLED_DIR.is_dir()
+
+
+def manifest_dir(folder: str) -> Path:
+    """`benchmarks`, `checkpoints` or `reward_ablation`: the wheel's copy, else the source checkout's."""
+    bundled = BUNDLED_DIR / folder
+    return bundled if bundled.is_dir() else PROJECT_ROOT / folder
+
+
+def cache_dir() -> Path:
+    """Where evalkit keeps things it builds itself (tiny models, decompositions)."""
+    return Path(os.environ.get("EVALKIT_CACHE", Path.home() / ".cache" / "evalkit")).expanduser()
+
+
+PROTOCOL_DIR = manifest_dir("benchmarks")
+CHECKPOINT_MANIFEST_DIR = manifest_dir("checkpoints")
+# Weights: checkpoints/<name>/ of the checkout; an installed wheel has no checkout, so the user cache.
+CHECKPOINT_DIR = Path(
+    os.environ.get(
+        "EVALKIT_CHECKPOINTS", cache_dir() / "checkpoints" if INSTALLED else PROJECT_ROOT / "checkpoints"
+    )
+)
 
 
 def data_dir(override: str | os.PathLike | None = None) -> Path:
@@ -15,8 +41,3 @@ def data_dir(override: str | os.PathLike | None = None) -> Path:
     if os.environ.get("EVALKIT_DATA"):
         return Path(os.environ["EVALKIT_DATA"]).expanduser()
     return Path.home() / ".cache" / "evalkit" / "data"
-
-
-def cache_dir() -> Path:
-    """Where evalkit keeps things it builds itself (tiny models, decompositions)."""
-    return Path(os.environ.get("EVALKIT_CACHE", Path.home() / ".cache" / "evalkit")).expanduser()

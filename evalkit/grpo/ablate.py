@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import EvalkitError
-from evalkit.paths import PROJECT_ROOT
+from evalkit.paths import manifest_dir
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ EVALS = {
 
 
 def spec_path(backbone: str) -> Path:
-    path = PROJECT_ROOT / "reward_ablation" / f"{backbone}.yaml"
+    path = manifest_dir("reward_ablation") / f"{backbone}.yaml"
     if not path.exists():
         from evalkit.errors import did_you_mean
 
