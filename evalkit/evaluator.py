@@ -225,14 +225,10 @@ def srr_stage(run, bench, samples, make_refiner, srr: SRROptions, *, seed, make_
         )
     reward = None
     if srr.gate == "self" and srr.judge:
-        from evalkit.rewards.dvreward import build_dvreward
+        from evalkit.rewards.factory import build_reward
 
-        reward = build_dvreward(
-            srr.judge,
-            judge_url=srr.judge_url,
-            questions=srr.questions,
-            cache_path=run.root / "judge_cache.sqlite",
-        )
+        options = {"judge": srr.judge, "judge_url": srr.judge_url, "questions": srr.questions}
+        reward = build_reward("dvreward", {**options, "cache_path": run.root / "judge_cache.sqlite"})
     oracle = make_oracle_scorer() if srr.gate == "oracle" and make_oracle_scorer is not None else None
     bar, advance = _bar(show_progress, f"srr x{srr.rounds} ({srr.gate})", len(todo))
     with bar:

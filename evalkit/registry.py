@@ -20,6 +20,7 @@ class Entry:
     # models: "module:function" taking the ModelSpec and returning {"edit": bool | None, "think": ...}
     # without loading weights, so a run that needs a capability fails before any work; None = unknown
     capabilities: str | None = None
+    needs_judge: bool = False  # rewards computed by an MLLM judge: refused without one, before any work
 
     def load(self) -> Any:
         return _resolve(self.target)
@@ -73,15 +74,20 @@ JUDGES: dict[str, Entry] = {
     name: Entry("evalkit.judges:load_judge", text) for name, text in JUDGE_BACKENDS.items()
 }
 
+_REWARDS = "evalkit.rewards.factory:"
 REWARDS: dict[str, Entry] = {
-    "pickscore": Entry("evalkit.grpo.launch:build_scorer", "PickScore (CLIP-H): logit-scaled cosine"),
-    "hpsv3": Entry("evalkit.grpo.launch:build_scorer", "HPSv3: Qwen2-VL + reward head, mu"),
-    "viescore": Entry("evalkit.grpo.launch:build_scorer", "VIEScore on any judge: O = sqrt(min SC * min PQ)"),
-    "unifiedreward": Entry("evalkit.grpo.launch:build_scorer", "UnifiedReward pointwise 'Final Score' / 5"),
-    "dvreward": Entry(
-        "evalkit.grpo.launch:build_scorer", "DVReward: decomposed yes/no questions, MLLM-verified"
+    "pickscore": Entry(_REWARDS + "pickscore", "PickScore (CLIP-H): logit-scaled cosine"),
+    "hpsv3": Entry(_REWARDS + "hpsv3", "HPSv3: Qwen2-VL + reward head, mu"),
+    "viescore": Entry(
+        _REWARDS + "viescore", "VIEScore on any judge: O = sqrt(min SC * min PQ)", needs_judge=True
     ),
-    "brightness": Entry("evalkit.grpo.launch:build_scorer", "mean brightness (trainer sanity checks)"),
+    "unifiedreward": Entry(
+        _REWARDS + "unifiedreward", "UnifiedReward pointwise 'Final Score' / 5", needs_judge=True
+    ),
+    "dvreward": Entry(
+        _REWARDS + "dvreward", "DVReward: decomposed yes/no questions, MLLM-verified", needs_judge=True
+    ),
+    "brightness": Entry(_REWARDS + "brightness", "mean brightness (trainer sanity checks)"),
 }
 
 KINDS = {"models": MODELS, "benchmarks": BENCHMARKS, "judges": JUDGES, "rewards": REWARDS}

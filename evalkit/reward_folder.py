@@ -70,6 +70,7 @@ def score_folder(
     """Returns (output file, images scored, images total)."""
     from evalkit import registry
     from evalkit.dvreward.decompose import read_prompts
+    from evalkit.rewards.factory import build_reward
     from evalkit.runs import atomic_write_bytes
 
     registry.lookup("rewards", name)
@@ -85,9 +86,7 @@ def score_folder(
         raise EvalkitError(f"no prompt for {missing[0]} (give --prompts FILE or sidecar JSON files)")
     if judge:
         options = {**options, "judge": judge, "judge_url": judge_url}
-    from evalkit.grpo.launch import build_scorer
-
-    scorer = build_scorer(name, options)
+    scorer = build_reward(name, options)
     lines = []
     for start in range(0, len(paired), batch_size):
         chunk = paired[start : start + batch_size]

@@ -102,7 +102,8 @@ def ablate(
     """Run (or resume) the whole ablation; returns the AblationResult with Markdown and LaTeX tables."""
     from evalkit.dvreward.decompose import read_prompts
     from evalkit.grpo.ablation import load_ablation_spec, run_reward_ablation
-    from evalkit.grpo.launch import build_scorer, load_pipeline
+    from evalkit.grpo.launch import load_pipeline
+    from evalkit.rewards.factory import build_reward
 
     unknown = [e for e in evals if e not in EVALS]
     if unknown:
@@ -148,7 +149,7 @@ def ablate(
     return run_reward_ablation(
         spec,
         pipeline_factory,
-        build_scorer,
+        build_reward,
         evaluate,
         prompts,
         out_dir,

@@ -7,7 +7,7 @@
         --set num_epochs=4 --set resolution=64 --set mixed_precision=no
 
 `--config` is a YAML file of `GRPOConfig` fields; `--set key=value` overrides single fields (YAML-parsed).
-Judge-based rewards (viescore, unifiedreward) take a `judge` spec option (see `evalkit ls judges`).
+Rewards are built by `evalkit.rewards.factory.build_reward` (see `evalkit ls rewards`).
 """
 
 from __future__ import annotations
@@ -18,53 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.grpo.config import GRPOConfig
-from evalkit.rewards.base import Scorer
-
-
-def build_scorer(name: str, options: dict[str, Any] | None = None, judge: Any = None) -> Scorer:
-    """The reward models this module can build on its own (local weights), by name."""
-    options = dict(options or {})
-    if name == "brightness":
-        from evalkit.rewards.brightness import BrightnessScorer
-
-        return BrightnessScorer()
-    tiny = bool(options.pop("tiny", False))  # tiny random-weight model of the real architecture (offline)
-    if name == "pickscore":
-        from evalkit.rewards.pickscore import PickScoreScorer
-
-        if tiny:
-            from evalkit.rewards.tiny_models import tiny_pickscore
-
-            options["model"] = options["processor"] = str(tiny_pickscore())
-        return PickScoreScorer(**options)
-    if name == "hpsv3":
-        from evalkit.rewards.hpsv3 import HPSv3Scorer
-
-        if tiny:
-            from evalkit.rewards.tiny_models import TINY_PIXELS, tiny_hpsv3
-
-            base, checkpoint = tiny_hpsv3()
-            options.update(base=base, checkpoint=checkpoint, pixels=TINY_PIXELS)
-        return HPSv3Scorer(**options)
-    if name in ("viescore", "unifiedreward"):
-        if judge is None and "judge" in options:
-            from evalkit.judges import load_judge
-
-            judge = load_judge(options.pop("judge"), url=options.pop("judge_url", None))
-        if judge is None:
-            raise ValueError(f"reward {name!r} needs a Judge: pass one, or a `judge` spec option (e.g. tiny)")
-        if name == "viescore":
-            from evalkit.rewards.viescore import VIEScoreScorer
-
-            return VIEScoreScorer(judge, **options)
-        from evalkit.rewards.unifiedreward import UnifiedRewardScorer
-
-        return UnifiedRewardScorer(judge, **options)
-    if name == "dvreward":
-        from evalkit.rewards.dvreward import build_dvreward
-
-        return build_dvreward(judge if judge is not None else options.pop("judge", "tiny"), **options)
-    raise KeyError(f"unknown reward {name!r}")
 
 
 def load_pipeline(model: str):
@@ -114,7 +67,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     config = parse_config(args.config, args.set, args.reward)
     prompts = read_prompts(args.prompts)
     eval_prompts = read_prompts(args.eval_prompts) if args.eval_prompts else None
-    scorers = {name: build_scorer(name) for name in config.rewards}
+    from evalkit.rewards.factory import build_reward
+
+    scorers = {name: build_reward(name) for name in config.rewards}
     from evalkit.grpo.trainer import GRPOTrainer
 
     pipeline = load_pipeline(args.model or config.pretrained_model)

@@ -104,11 +104,11 @@ def test_tiny_spec_scorers_all_build_offline():
     """Every reward of reward_ablation/tiny-sd3.yaml builds from its options and scores (or abstains)."""
     from PIL import Image
 
-    from evalkit.grpo.launch import build_scorer
+    from evalkit.rewards.factory import build_reward
 
     spec = load_ablation_spec(REPO / "reward_ablation" / "tiny-sd3.yaml")
     image = Image.new("RGB", (64, 64), (200, 40, 40))
     for run in spec.rewards:
-        scorer = build_scorer(run.name, dict(run.scorer))
+        scorer = build_reward(run.name, dict(run.scorer))
         (value,) = scorer.score([image], ["a red cat"], [{}])
         assert value is None or math.isfinite(value), run.name

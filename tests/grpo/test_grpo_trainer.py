@@ -254,7 +254,9 @@ def test_config_defaults_follow_the_sd35m_recipe():
 
 
 def test_launch_entry_point_trains_and_saves(tmp_path):
-    from evalkit.grpo.launch import build_scorer, main
+    from evalkit.errors import EvalkitError
+    from evalkit.grpo.launch import main
+    from evalkit.rewards.factory import build_reward
 
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a photo of a cat\na red car\n\n")
@@ -272,8 +274,10 @@ def test_launch_entry_point_trains_and_saves(tmp_path):
         and (tmp_path / "run" / "final" / "lora" / "pytorch_lora_weights.safetensors").exists()
     )
     assert (tmp_path / "run" / "checkpoints" / "checkpoint-1" / "trainer_state.pt").exists()
-    with pytest.raises(ValueError, match="needs a Judge"):
-        build_scorer("viescore")
+    with pytest.raises(EvalkitError, match="computed by a judge"):
+        build_reward("viescore")
+    with pytest.raises(EvalkitError, match="did you mean 'normalize'"):
+        build_reward("pickscore", {"normalise": "flow_grpo"})
 
 
 def test_negative_prompt_is_encoded_once_per_run_and_equals_batched_encoding(tmp_path):

@@ -165,9 +165,9 @@ def test_final_score_regex(reply, expected):
 
 def test_judged_rewards_run_on_the_tiny_judge_backend():
     """The real Judge stack (evalkit.judges, tiny random Qwen2-VL): random replies must abstain, not score."""
-    from evalkit.grpo.launch import build_scorer
+    from evalkit.rewards.factory import build_reward
 
-    scorer = build_scorer("unifiedreward", {"judge": "tiny"})
+    scorer = build_reward("unifiedreward", {"judge": "tiny"})
     (value,) = scorer.score([IMAGE], ["a cat"], [{}])
     assert value is None or 0.2 <= value <= 1.0
     assert value is not None or scorer.failures
