@@ -213,7 +213,8 @@ def summarize(run: Run, bench: Benchmark, samples: list[Sample]) -> dict[str, An
     n_planned = images the run should have; n_records = images with a record; n_failed = records whose
     judging failed (never scored); n_left_out = records judged fine but left out because another image of
     their sample failed (a benchmark that scores samples as a whole lists those in `failed_samples`, e.g.
-    DPG-Bench's grids); n_scored = the records the scores are made of.
+    DPG-Bench's grids); n_scored = the records the scores are made of; n_protocol_images = images of the
+    whole protocol (a `--limit` run plans fewer: tables footnote it as n of N).
     """
     records = run.records()
     summary = bench.aggregate(records)
@@ -226,6 +227,7 @@ def summarize(run: Run, bench: Benchmark, samples: list[Sample]) -> dict[str, An
             "protocol": bench.protocol,
             "benchmark": bench.name,
             "n_planned": planned,
+            "n_protocol_images": len(bench.samples()) * bench.images_per_sample,
             "n_records": len(records),
             "n_scored": len(records) - n_failed - n_left_out,
             "n_failed": n_failed,

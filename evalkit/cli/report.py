@@ -42,7 +42,7 @@ def report(
         raise EvalkitError(f"--resamples must be at least 1, got {resamples}")
     table = build_table(run_dirs, baseline=baseline, labels=label, ci=ci, resamples=resamples, seed=ci_seed)
     for warning in table.warnings:
-        err.print(f"warning: {warning}", markup=False, highlight=False)
+        err.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
     text = render(table, fmt)
     if output:
         output.write_text(text)

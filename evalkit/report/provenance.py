@@ -303,6 +303,27 @@ def failure_note(run: RunFolder) -> str | None:
     return f"{', '.join(bits)} (not scored{why})"
 
 
+def srr_note(run: RunFolder) -> str | None:
+    """What the SRR gate did (summary "srr" counts): refined n of N images, kept, abstained."""
+    counts = run.summary.get("srr")
+    if not isinstance(counts, dict) or not counts.get("images"):
+        return None
+    bits = [f"{counts.get('refined', 0)} of {counts['images']} images refined"]
+    if counts.get("kept"):
+        bits.append(f"{counts['kept']} kept by the gate")
+    if counts.get("abstained"):
+        bits.append(f"{counts['abstained']} gate decisions without a signal (abstentions)")
+    gate = counts.get("gate") or (run.generation.get("srr") or {}).get("gate")
+    return f"{', '.join(bits)}" + (f" ({gate} gate)" if gate else "")
+
+
+def incomplete_note(run: RunFolder) -> str | None:
+    """A headline that averages only what is present (GenEval's overall over the tasks a partial run has)."""
+    if run.summary.get("complete") is False:
+        return "not every task present: its overall averages the tasks it has"
+    return None
+
+
 def missing_reason(run: RunFolder) -> str:
     """Why a column of this run has no number (shown in the cell, so kept short)."""
     s = run.summary

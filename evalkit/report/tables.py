@@ -244,7 +244,12 @@ def _footnotes(
     random_parts = list(dict.fromkeys(p for r in runs for p in prov.random_components(r)))
     if random_parts:
         notes.append(f"random weights, numbers are pipeline checks, not results: {', '.join(random_parts)}")
-    for title, fn in (("partial runs", prov.partial_note), ("failures", prov.failure_note)):
+    for title, fn in (
+        ("partial runs", prov.partial_note),
+        ("incomplete", prov.incomplete_note),
+        ("failures", prov.failure_note),
+        ("SRR", prov.srr_note),
+    ):
         items = [f"{r.label} on {r.protocol}: {text}" for r in runs if (text := fn(r))]
         if items:
             notes.append(f"{title}: " + "; ".join(items))

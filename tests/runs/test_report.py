@@ -314,3 +314,42 @@ def test_report_cli_labels_intervals_and_skipped_folders(cli, tmp_path):
     assert rows[0]["Overall delta"] == "" and rows[1]["Overall p"] != ""
     code, _, err = cli("report", a, "--label", "x", "--label", "y")
     assert code == 2 and "2 labels for 1 run folders" in err
+
+
+def test_srr_counts_and_incomplete_tasks_are_footnoted(tmp_path):
+    srr = {"gate": "self", "images": 8, "refined": 3, "kept": 5, "abstained": 2}
+    a = _fake_run(tmp_path, "m", "geneval", {"Overall": 0.5}, summary_extra={"srr": srr, "complete": False})
+    notes = render(build_table([a]), "md")
+    assert (
+        "SRR: m on geneval: 3 of 8 images refined, 5 kept by the gate, 2 gate decisions without a signal"
+        in notes
+    )
+    assert "incomplete: m on geneval: not every task present" in notes
+
+
+def test_summary_records_the_protocol_size_for_n_of_n(tmp_path):
+    """`--limit` runs plan only their prompts: the summary keeps the protocol's size for the footnote."""
+    from evalkit import pipeline
+    from evalkit.benchmarks.base import Benchmark, Sample
+    from evalkit.runs import Run
+
+    class Five(Benchmark):
+        name, protocol, images_per_sample, columns = "five", "five", 2, ["Overall"]
+
+        def samples(self):
+            return [Sample(id=str(i), prompt=f"p{i}") for i in range(5)]
+
+        def make_scorer(self, **options):
+            raise NotImplementedError
+
+        def aggregate(self, records):
+            return {"table": {"Overall": sum(r["v"] for r in records) / len(records)}}
+
+    bench, run = Five(), Run(tmp_path / "five" / "m")
+    run.write_info({"model": "m", "protocol": "five", "benchmark": "five", "limit": 1})
+    for k in range(2):
+        run.append_record({"id": f"0/{k}", "sample_id": "0", "k": k, "v": 1.0})
+    summary = pipeline.summarize(run, bench, bench.samples()[:1])
+    assert (summary["n_planned"], summary["n_protocol_images"]) == (2, 10)
+    note = next(n for n in build_table([run.root]).footnotes if n.startswith("partial runs"))
+    assert note == "partial runs: m on five: 2 of 10 images scored (--limit 1: first 1 prompts)"
