@@ -192,3 +192,30 @@ def test_run_ci_matches_the_runs_summary(tmp_path):
     assert set(cis) == {"Single Obj.", "Two Obj.", "Counting", "Overall"}
     with pytest.raises(EvalkitError, match="no run.json"):
         run_ci(tmp_path / "nope")
+
+
+def test_dpg_cells_resample_as_images_of_their_prompt():
+    """DPG's official aggregate groups cells by sample: copies of a drawn prompt must stay separate grids,
+    and its overall (100 x mean image score) follows the two-level closed form."""
+    rng = np.random.default_rng(8)
+    g, m = 150, 4
+    scores = np.clip(rng.normal(0.6, 0.2, g)[:, None] + rng.normal(0, 0.2, (g, m)), 0, 1).round(2)
+    records = [
+        {
+            "id": f"{i}/{k}",
+            "sample_id": str(i),
+            "k": k,
+            "l2": ["entity - whole"],
+            "raw": [s],
+            "zeroed": [s],
+            "cell_score": float(s),
+        }
+        for i in range(g)
+        for k, s in enumerate(scores[i])
+    ]
+    aggregate = official_aggregate({"benchmark": "dpg", "protocol": "dpg"})
+    boot = resample(records, aggregate, resamples=600)
+    assert boot.estimate["Overall"] == pytest.approx(100 * scores.mean())
+    sd = np.std([r["Overall"] for r in boot.replicates])
+    expected = 100 * math.sqrt((scores.mean(axis=1).var() + (scores.var(axis=1) / m).mean()) / g)
+    assert sd == pytest.approx(expected, rel=0.12)
