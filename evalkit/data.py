@@ -15,6 +15,11 @@ from evalkit.paths import PROTOCOL_DIR
 from evalkit.runs import atomic_write_bytes
 
 
+def manifests() -> dict[str, dict[str, Any]]:
+    """Every benchmark manifest (benchmarks/*.yaml), by benchmark name."""
+    return {p.stem: yaml.safe_load(p.read_text()) for p in sorted(PROTOCOL_DIR.glob("*.yaml"))}
+
+
 def manifest(benchmark: str) -> dict[str, Any]:
     """The YAML manifest of a benchmark: its files (url + sha256) and protocols."""
     path = PROTOCOL_DIR / f"{benchmark}.yaml"

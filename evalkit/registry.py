@@ -1,6 +1,8 @@
 """What `--model`, `--judge`, `--reward` and benchmark names refer to.
 
 Entries are "module:attribute" strings resolved only when used, so `evalkit ls` never imports torch.
+A plugin is one registry line here, or, out of tree, the same "module:attribute" string declared by an
+installed package as an entry point (see `plugins`).
 """
 
 from __future__ import annotations
@@ -91,10 +93,37 @@ REWARDS: dict[str, Entry] = {
 }
 
 KINDS = {"models": MODELS, "benchmarks": BENCHMARKS, "judges": JUDGES, "rewards": REWARDS}
+PLUGIN_KINDS = ("models", "benchmarks", "rewards")  # judges are specs (`hf:<id>`...), see evalkit.judges
+
+
+def plugins(kind: str) -> dict[str, Entry]:
+    """Out-of-tree plugins of installed packages, e.g. in their pyproject.toml:
+
+        [project.entry-points."evalkit.benchmarks"]
+        toy = "toy_package.toy:ToyBenchmark"
+
+    (groups `evalkit.models`, `evalkit.benchmarks`, `evalkit.rewards`; the value is a registry line's
+    target). Read from package metadata; nothing is imported until the entry is used.
+    """
+    from importlib.metadata import entry_points
+
+    if kind not in PLUGIN_KINDS:
+        return {}
+    found = {}
+    for ep in entry_points(group=f"evalkit.{kind}"):
+        source = ep.dist.name if ep.dist is not None else "an installed package"
+        found[ep.name] = Entry(ep.value, f"plugin from {source}")
+    return found
+
+
+def entries(kind: str) -> dict[str, Entry]:
+    """Everything registered of a kind: evalkit's own lines, then plugins (which never replace them)."""
+    own = KINDS[kind]
+    return {**own, **{name: e for name, e in plugins(kind).items() if name not in own}}
 
 
 def lookup(kind: str, name: str) -> Entry:
-    table = KINDS[kind]
+    table = KINDS[kind] if name in KINDS[kind] else entries(kind)
     if name not in table:
         raise did_you_mean(kind.rstrip("s"), name, list(table))
     return table[name]
@@ -109,7 +138,7 @@ def parse_model(model: str) -> tuple[str, str | None]:
         name, path = model.split(":", 1)
         lookup("models", name)
         return name, path
-    if model not in MODELS and os.path.isdir(model):
+    if model not in entries("models") and os.path.isdir(model):
         return "diffusers", model
     lookup("models", model)
     return model, None

@@ -26,10 +26,11 @@ def ls(
         table = Table(title=k, show_header=True)
         table.add_column("name")
         table.add_column("description")
-        for name, entry in registry.KINDS[k].items():
+        manifests = data.manifests() if k == "benchmarks" else {}
+        for name, entry in registry.entries(k).items():
             summary = entry.summary
-            if k == "benchmarks":
-                summary += " (protocols: " + ", ".join(data.manifest(name)["protocols"]) + ")"
+            if name in manifests:  # a benchmark without a manifest (e.g. a plugin's toy) has no protocols
+                summary += " (protocols: " + ", ".join(manifests[name]["protocols"]) + ")"
             table.add_row(name, summary)
         out.print(table)
 
