@@ -371,12 +371,10 @@ def latex_escape(text: str) -> str:
     return out
 
 
-WIDE = 6  # tables with more number columns are scaled to the text width (graphicx's \resizebox)
-
-
 def latex_packages(table: Table) -> list[str]:
-    """The packages a table's LaTeX needs (declared in its first line)."""
-    return ["booktabs", "graphicx"] if len(table.columns) > WIDE else ["booktabs"]
+    """The packages a table's LaTeX needs (declared in its first line): booktabs for the rules, graphicx
+    to shrink a table wider than the text (never to enlarge one)."""
+    return ["booktabs", "graphicx"]
 
 
 def _latex_header(table: Table) -> list[str]:
@@ -399,13 +397,11 @@ def _latex_header(table: Table) -> list[str]:
 
 
 def _latex(table: Table) -> str:
-    packages = latex_packages(table)
-    wide = "graphicx" in packages
     lines = [
-        f"% needs \\usepackage{{{','.join(packages)}}}; nothing else",
+        f"% needs \\usepackage{{{','.join(latex_packages(table))}}}; nothing else",
         r"\begin{table}[t]",
         r"\centering",
-        *([r"\resizebox{\linewidth}{!}{%"] if wide else []),
+        r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%",
         r"\begin{tabular}{l" + "r" * len(table.columns) + "}",
         r"\toprule",
         *_latex_header(table),
@@ -414,10 +410,11 @@ def _latex(table: Table) -> str:
     for row, cells in zip(table.rows, _cells(table, "latex"), strict=True):
         label = latex_escape(row.label) + (" (baseline)" if row.baseline else "")
         lines.append(" & ".join([label, *cells]) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}" + ("}" if wide else "")]
+    lines += [r"\bottomrule", r"\end{tabular}}"]
     if table.footnotes:
-        lines.append(r"\par\smallskip\footnotesize")
+        lines.append(r"\par\smallskip{\raggedright\footnotesize")
         lines += [f"{i}. {latex_escape(n)}\\par" for i, n in enumerate(table.footnotes, start=1)]
+        lines.append("}")
     lines.append(r"\end{table}")
     return "\n".join(lines) + "\n"
 

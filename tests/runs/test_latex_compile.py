@@ -55,6 +55,8 @@ def compile_table(latex: str, folder: Path) -> str:
     log = (folder / "table.log").read_text(errors="replace") if (folder / "table.log").exists() else ""
     assert done.returncode == 0, f"pdflatex failed:\n{done.stdout[-3000:]}"
     assert "Undefined control sequence" not in log
+    overfull = re.findall(r"Overfull \\hbox \(([\d.]+)pt", log)
+    assert not [w for w in overfull if float(w) > 1.0], f"wider than the text: {overfull}"
     info = subprocess.run(["pdfinfo", "table.pdf"], cwd=folder, capture_output=True, text=True, check=True)
     assert re.search(r"^Pages:\s+1$", info.stdout, re.M), info.stdout
     text = subprocess.run(
