@@ -154,13 +154,19 @@ def open_run(model: str, options, dtype, seed, bench, runs_dir: Path, bench_opti
     return run
 
 
-def check_capabilities(model: str, options: dict[str, Any], bench, samples) -> None:
-    """Refuse a model that cannot do what the run needs (edit, think) before any work, when that is
-    known without loading it; otherwise the pipeline checks the loaded generator before drawing."""
+def check_capabilities(
+    model: str, options: dict[str, Any], bench, samples, srr: SRROptions | None = None
+) -> None:
+    """Refuse a model that cannot do what the run needs (edit, think, refine, self check) before any work,
+    when that is known without loading it; otherwise the pipeline checks the loaded generator."""
     from evalkit import pipeline, registry
     from evalkit.generators.base import ModelSpec
 
     needs = pipeline.required_capabilities(bench, samples, options)
+    if srr is not None and srr.rounds > 0:
+        needs.add("refine")
+        if srr.gate == "self" and not srr.judge:
+            needs.add("self_check")
     if not needs:
         return
     name, path = registry.parse_model(model)
@@ -213,16 +219,15 @@ def srr_stage(run, bench, samples, make_refiner, srr: SRROptions, *, seed, make_
               batch_size: int = 8, show_progress: bool = True):  # fmt: skip
     """Refine a run's images (after generate, before score); loads nothing when every image is done."""
     from evalkit import srr as srr_module
-    from evalkit.generators.base import Refiner
 
     todo = srr_module.pending_srr(run, bench, samples)
     if srr.rounds <= 0 or not todo:
         return None
     refiner = make_refiner()
-    if not isinstance(refiner, Refiner):
-        raise EvalkitError(
-            f"{type(refiner).__name__} cannot refine its images (no refine()); SRR needs BAGEL-like models"
-        )
+    from evalkit import pipeline
+
+    needs = {"refine", "self_check"} if srr.gate == "self" and not srr.judge else {"refine"}
+    pipeline.check_generator(refiner, bench, needs)
     reward = None
     if srr.gate == "self" and srr.judge:
         from evalkit.rewards.factory import build_reward
@@ -328,7 +333,10 @@ def evaluate(
         options["think"] = True
     shard = shard or Shard.from_env()
     samples = shard.select(bench.samples()[:limit])
-    check_capabilities(model, options, bench, samples)
+    srr_options = srr if isinstance(srr, SRROptions) else SRROptions(int(srr or 0))
+    if "refine" not in stages:
+        srr_options = SRROptions(0)
+    check_capabilities(model, options, bench, samples, srr_options)
     judge_choice = JudgeChoice(judge, judge_url, dict(judge_options or {}))
     scoring = "score" in stages
     if scoring:
@@ -338,8 +346,7 @@ def evaluate(
         score_options["device"] = device
     if scoring:
         bench.scorer_config(**score_options)  # refuse bad scorer options before generating anything
-    srr_options = srr if isinstance(srr, SRROptions) else SRROptions(int(srr or 0))
-    srr_cfg = srr_options.config() if "refine" in stages else None
+    srr_cfg = srr_options.config()
     run = open_run(model, options, dtype, seed, bench, Path(runs_dir), bench_options, srr_cfg)
     run.write_info({"limit": limit, "seed": seed})
 

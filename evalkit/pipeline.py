@@ -40,6 +40,13 @@ def required_capabilities(
 
 
 def capability_error(model: str, bench: Benchmark, capability: str) -> EvalkitError:
+    if capability == "refine":
+        return EvalkitError(f"{model} cannot refine its images; SRR (--srr K) needs a model that can (bagel)")
+    if capability == "self_check":
+        return EvalkitError(
+            f"{model} cannot check its own images: give the self gate a reward judge (--srr-judge SPEC "
+            "--srr-questions FILE) or use --srr-gate all|oracle"
+        )
     if capability == "edit":
         return EvalkitError(
             f"{bench.name} edits images but {model} cannot edit; use an editing-capable model "
@@ -51,36 +58,30 @@ def capability_error(model: str, bench: Benchmark, capability: str) -> EvalkitEr
 
 
 def check_generator(generator: Generator, bench: Benchmark, needs: set[str]) -> None:
-    """Refuse a generator that lacks a needed capability (`supports_edit` must be declared; a generator
-    that does not say `supports_think = False` is trusted with think requests)."""
-    name = getattr(generator, "name", type(generator).__name__)
-    if "edit" in needs and not getattr(generator, "supports_edit", False):
-        raise capability_error(name, bench, "edit")
-    if "think" in needs and getattr(generator, "supports_think", None) is False:
-        raise capability_error(name, bench, "think")
+    """Refuse a generator that does not declare a needed capability (see `Generator`)."""
+    declared = {"edit": generator.supports_edit, "think": generator.supports_think,
+                "refine": generator.can_refine, "self_check": generator.can_self_check}  # fmt: skip
+    for capability in sorted(needs):
+        if not declared[capability]:
+            raise capability_error(generator.name, bench, capability)
 
 
 def write_derived_images(run: Run, bench: Benchmark, samples: list[Sample]) -> int:
     """Files a protocol keeps next to a sample's images (DPG-Bench: the 2x2 grid), made once all the
     sample's images exist. Missing ones are (re)made on every call, so an interrupted run gets them too.
 
-    A benchmark opts in with `derived_names(sample) -> [file name]` and
-    `derived_images(images) -> {file name: image}`.
+    A benchmark declares them with `Benchmark.derived_names` and `Benchmark.derived_images`.
     """
-    names_of = getattr(bench, "derived_names", None)
-    derive = getattr(bench, "derived_images", None)
-    if names_of is None or derive is None:
-        return 0
     import io
 
     written = 0
     ks = range(bench.images_per_sample)
     for s in samples:
         folder = run.root / "samples" / s.id
-        missing = [n for n in names_of(s) if not (folder / n).exists()]
+        missing = [n for n in bench.derived_names(s) if not (folder / n).exists()]
         if not missing or not all(run.has_image(s.id, k) for k in ks):
             continue
-        for name, image in derive([run.load_image(s.id, k) for k in ks]).items():
+        for name, image in bench.derived_images([run.load_image(s.id, k) for k in ks]).items():
             if name in missing:
                 buf = io.BytesIO()
                 image.save(buf, format="PNG")

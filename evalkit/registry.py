@@ -39,6 +39,8 @@ def _resolve(target: str) -> Any:
 
 _DIFFUSERS = "evalkit.generators.diffusers_t2i:build"
 _DIFFUSERS_CAPS = "evalkit.generators.diffusers_t2i:capabilities"
+_BAGEL = "evalkit.generators.bagel:build"
+_BAGEL_CAPS = "evalkit.generators.bagel:capabilities"
 
 
 MODELS: dict[str, Entry] = {
@@ -54,12 +56,8 @@ MODELS: dict[str, Entry] = {
         "any diffusers pipeline: diffusers:<hub id or path> (edits when it takes an `image`)",
         _DIFFUSERS_CAPS,
     ),
-    "bagel": Entry(
-        "evalkit.generators.bagel:build", "BAGEL-7B-MoT on evalkit's own runtime (bagel:<folder>)"
-    ),
-    "alphagrpo": Entry(
-        "evalkit.generators.bagel:build", "AlphaGRPO: BAGEL + merged LoRA (--option variant=rt2i|srr)"
-    ),
+    "bagel": Entry(_BAGEL, "BAGEL-7B-MoT on evalkit's own runtime (bagel:<folder>)", _BAGEL_CAPS),
+    "alphagrpo": Entry(_BAGEL, "AlphaGRPO: BAGEL + merged LoRA (--option variant=rt2i|srr)", _BAGEL_CAPS),
 }
 
 BENCHMARKS: dict[str, Entry] = {

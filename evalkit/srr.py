@@ -31,13 +31,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from PIL import Image
 
 from evalkit.benchmarks.base import Benchmark, Sample, SampleScorer
 from evalkit.errors import EvalkitError
-from evalkit.generators.base import Refiner
+from evalkit.generators.base import Generator
 from evalkit.rewards.base import Scorer
 from evalkit.runs import Run, atomic_write_bytes, atomic_write_json, sample_seed
 
@@ -57,13 +57,6 @@ REFLECTION_PROMPT = (
 
 def reflection_prompt(prompt: str) -> str:
     return REFLECTION_PROMPT.format(prompt)
-
-
-@runtime_checkable
-class SelfChecker(Protocol):
-    """A model that can judge its own image: the probability that it matches the prompt (None = unsure)."""
-
-    def self_check(self, image: Image.Image, prompt: str) -> float | None: ...
 
 
 @dataclass(frozen=True)
@@ -146,7 +139,7 @@ def _signals(
     items: list[_Item],
     run: Run,
     settings: SRRSettings,
-    refiner: Refiner,
+    refiner: Generator,
     reward: Scorer | None,
     oracle_scorer: SampleScorer | None,
 ) -> list[dict[str, Any]]:
@@ -174,7 +167,7 @@ def _signals(
             record["oracle"] = {"correct": bool(result["correct"])}
     if settings.gate == "self" and reward is None:
         for record, image, prompt in zip(records, images, prompts, strict=True):
-            record["self_check"] = refiner.self_check(image, prompt)  # type: ignore[attr-defined]
+            record["self_check"] = refiner.self_check(image, prompt)
     for record, it in zip(records, items, strict=True):
         record["decision"] = _decide(record, settings, it.r)
     return records
@@ -208,7 +201,7 @@ def _decide(record: dict[str, Any], settings: SRRSettings, r: int) -> str:
 
 # ------------------------------------------------------------------------------------------------ rounds
 def _refine_one(
-    run: Run, it: _Item, refiner: Refiner, *, bench: Benchmark, global_seed: int, options: dict[str, Any]
+    run: Run, it: _Item, refiner: Generator, *, bench: Benchmark, global_seed: int, options: dict[str, Any]
 ) -> None:
     """Round it.r + 1 from round it.r: reflect + redraw, stored with its think text."""
     r = it.r + 1
@@ -276,7 +269,7 @@ def refine_run(
     run: Run,
     bench: Benchmark,
     samples: list[Sample],
-    refiner: Refiner,
+    refiner: Generator,
     *,
     rounds: int,
     gate: str = "all",
@@ -292,7 +285,7 @@ def refine_run(
     settings = SRRSettings(rounds, gate, threshold)
     if gate == "oracle" and oracle_scorer is None:
         raise EvalkitError("--srr-gate oracle needs the benchmark's scorer (oracle_scorer)")
-    if gate == "self" and reward is None and not isinstance(refiner, SelfChecker):
+    if gate == "self" and reward is None and not refiner.can_self_check:
         raise EvalkitError("--srr-gate self needs a reward (e.g. DVReward) or a model with self_check()")
     todo = pending_srr(run, bench, samples)
     stats = SRRStats(samples=len(todo))
@@ -326,7 +319,7 @@ def _gate_round(
     items: list[_Item],
     run: Run,
     settings: SRRSettings,
-    refiner: Refiner,
+    refiner: Generator,
     reward: Scorer | None,
     oracle_scorer: SampleScorer | None,
     batch_size: int,

@@ -19,6 +19,7 @@ from fixture_paths import SHARED
 from PIL import Image
 
 from evalkit.benchmarks.dpg.data import CSV_COLUMNS
+from evalkit.generators.base import Generator
 from evalkit.judges.base import JudgeFailure
 
 BENCHMARKS = SHARED / "benchmarks"
@@ -132,7 +133,7 @@ class ScriptedVLM:
         return ScriptedGeneration(self.reply("\n".join(texts), images))
 
 
-class ThinkingGenerator:
+class ThinkingGenerator(Generator):
     """A generator that declares a think mode (as unified models do): its think text comes back with
     each image, saying where the request for thinking came from."""
 

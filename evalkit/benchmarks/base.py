@@ -53,6 +53,14 @@ class Benchmark(ABC):
         """Per-sample generator options the protocol fixes (e.g. think mode, the generation presets)."""
         return {"generation_presets": self.generation_presets} if self.generation_presets else {}
 
+    def derived_names(self, sample: Sample) -> list[str]:
+        """Files the protocol keeps next to a sample's images once all exist (DPG-Bench: its 2x2 grid)."""
+        return []
+
+    def derived_images(self, images: list[Image.Image]) -> dict[str, Image.Image]:
+        """The derived files named by `derived_names`, made from the sample's images (k = 0, 1, ...)."""
+        return {}
+
     def scorer_config(self, **options: Any) -> dict[str, Any]:
         """The scorer settings with defaults filled in; its hash keys the records (known before loading)."""
         return dict(options)

@@ -21,7 +21,7 @@ import yaml
 from PIL import Image
 
 from evalkit.errors import EvalkitError, MissingWeightsError
-from evalkit.generators.base import Generation, GenerationRequest, ModelSpec
+from evalkit.generators.base import Generation, GenerationRequest, Generator, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +100,12 @@ def _default_device() -> str:
     return "cpu"
 
 
-class BagelGenerator:
-    """A BAGEL pipeline behind the Generator / Editor / Refiner interfaces."""
+class BagelGenerator(Generator):
+    """A BAGEL pipeline: draws, edits, thinks and refines its own images (SRR)."""
 
     supports_edit = True
+    supports_think = True
+    can_refine = True
     family = "bagel"  # the key of this model's entry in a benchmark's generation_presets
 
     def __init__(
@@ -289,3 +291,8 @@ def build(spec: ModelSpec) -> BagelGenerator:
         batch_size=int(options.get("batch_size", 4)),
         provenance=provenance,
     )
+
+
+def capabilities(spec: ModelSpec) -> dict[str, bool | None]:
+    """What BAGEL and AlphaGRPO can do, known without loading weights (the class declares it)."""
+    return BagelGenerator.declared()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from PIL import Image
 
@@ -28,29 +28,43 @@ class Generation:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-@runtime_checkable
-class Generator(Protocol):
-    """Turns requests into images. `config()` is what goes into run.json and the run's hash."""
+class Generator:
+    """Base class of every model adapter: turns requests into images; `config()` is what goes into run.json
+    and the run's hash.
 
-    name: str
+    What a model can do beyond text-to-image is declared here with safe defaults, and adapters that can
+    do more say so; the pipeline refuses a benchmark (editing, thinking) or an SRR setting a generator
+    does not declare before drawing anything, and the registry's `capabilities` probe tells it before
+    the model even loads.
+    """
 
-    def config(self) -> dict[str, Any]: ...
+    name: str = "generator"
+    family: str | None = None  # the key of this model's entry in a benchmark's generation_presets
+    supports_edit: bool = False  # takes GenerationRequest.input_image (GEdit-Bench)
+    supports_think: bool = False  # honours options["think"]: writes its reasoning before drawing
+    can_refine: bool = False  # refine(): redraws its own image from a reflection (SRR)
+    can_self_check: bool = False  # self_check(): its own reward for an image (SRR's self gate)
 
-    def generate(self, requests: list[GenerationRequest]) -> list[Generation]: ...
+    def config(self) -> dict[str, Any]:
+        return {"model": self.name}
 
+    def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
+        raise NotImplementedError(f"{type(self).__name__} must implement generate()")
 
-@runtime_checkable
-class Refiner(Protocol):
-    """Unified models that can redraw their own image (self-reflective refinement)."""
+    def refine(self, image: Image.Image, prompt: str, *, seed: int, **options: Any) -> Generation:
+        """Redraw `image` after reflecting on how it fails `prompt` (only when `can_refine`)."""
+        raise NotImplementedError(f"{self.name} cannot refine its images")
 
-    def refine(self, image: Image.Image, prompt: str, *, seed: int, **options: Any) -> Generation: ...
+    def self_check(self, image: Image.Image, prompt: str) -> float | None:
+        """The model's own reward in [0, 1] for `image` under `prompt`, None to abstain."""
+        raise NotImplementedError(f"{self.name} has no self check")
 
-
-@runtime_checkable
-class Editor(Protocol):
-    """Generators that accept an input image (GEdit-Bench)."""
-
-    supports_edit: bool
+    @classmethod
+    def declared(cls) -> dict[str, bool | None]:
+        """The capabilities declared on the class, for registry probes (no model loaded)."""
+        edit = cls.supports_edit if isinstance(cls.supports_edit, bool) else None  # a property: per instance
+        return {"edit": edit, "think": cls.supports_think, "refine": cls.can_refine,
+                "self_check": cls.can_self_check}  # fmt: skip
 
 
 @dataclass

@@ -15,7 +15,7 @@ import os
 import time
 from typing import Any
 
-from evalkit.generators.base import Generation, GenerationRequest, ModelSpec
+from evalkit.generators.base import Generation, GenerationRequest, Generator, ModelSpec
 
 # Defaults per preset; every key is overridable with --option key=value.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -84,7 +84,7 @@ def _call_parameters(pipe) -> set[str] | None:
     return set(params)
 
 
-class DiffusersGenerator:
+class DiffusersGenerator(Generator):
     """`pipe` draws from text; `edit_pipe` (if any, possibly the same object) draws from text + image."""
 
     supports_think = False
@@ -218,8 +218,8 @@ def capabilities(spec: ModelSpec) -> dict[str, bool | None]:
     `edit` is None when it cannot be told yet (a hub id that is not in the local cache).
     """
     if spec.name in PRESETS and spec.name != "diffusers":
-        return {"edit": spec.name in EDIT_PRESETS, "think": False}
-    return {"edit": _folder_takes_image(spec.path), "think": False}
+        return {**DiffusersGenerator.declared(), "edit": spec.name in EDIT_PRESETS}
+    return {**DiffusersGenerator.declared(), "edit": _folder_takes_image(spec.path)}
 
 
 def _folder_takes_image(source: str | None) -> bool | None:

@@ -423,8 +423,9 @@ def test_edit_generator_batches_like_one_at_a_time():
     from evalkit.generators.base import GenerationRequest, ModelSpec
     from evalkit.generators.diffusers_t2i import build, capabilities
 
-    assert capabilities(ModelSpec("tiny-sd3-edit")) == {"edit": True, "think": False}
-    assert capabilities(ModelSpec("tiny-sd3")) == {"edit": False, "think": False}
+    caps = {"think": False, "refine": False, "self_check": False}
+    assert capabilities(ModelSpec("tiny-sd3-edit")) == {"edit": True, **caps}
+    assert capabilities(ModelSpec("tiny-sd3")) == {"edit": False, **caps}
     with pytest.raises(EvalkitError, match="no think mode"):
         build(ModelSpec("tiny-sd3-edit", options={"think": True}, device="cpu"))
     generator = build(ModelSpec("tiny-sd3-edit", device="cpu"))

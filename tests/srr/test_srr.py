@@ -13,7 +13,7 @@ from evalkit import pipeline
 from evalkit.benchmarks.base import Benchmark, Sample, SampleScorer
 from evalkit.dvreward import Decomposition, Question
 from evalkit.errors import EvalkitError
-from evalkit.generators.base import Generation, GenerationRequest
+from evalkit.generators.base import Generation, GenerationRequest, Generator
 from evalkit.judges.base import YesNoAnswer
 from evalkit.rewards.dvreward import DVReward
 from evalkit.runs import Run
@@ -67,7 +67,7 @@ class ColorBench(Benchmark):
         return {"table": {"Acc": sum(r["correct"] for r in records) / len(records)}}
 
 
-class RedPainter:
+class RedPainter(Generator):
     """First pass: reddish noise whatever the prompt (right for red, wrong for blue and green)."""
 
     name = "red-painter"
@@ -84,8 +84,11 @@ class RedPainter:
         return out
 
 
-class PaintRefiner:
-    """A Refiner: reflects (think text) and repaints the image towards the prompt's colour by `step`."""
+class PaintRefiner(Generator):
+    """A refiner: reflects (think text) and repaints the image towards the prompt's colour by `step`."""
+
+    name = "paint-refiner"
+    can_refine = True
 
     def __init__(self, step: int = 60, crash_at: int | None = None):
         self.step = step
@@ -110,7 +113,9 @@ class PaintRefiner:
 
 
 class CheckingRefiner(PaintRefiner):
-    """A model that can also check its own image (SelfChecker)."""
+    """A model that can also check its own image."""
+
+    can_self_check = True
 
     def self_check(self, image: Image.Image, prompt: str) -> float | None:
         return share(image, color_of(prompt))
@@ -310,12 +315,12 @@ def test_srr_stage_loads_the_model_only_when_work_is_left(setup) -> None:
     assert SRROptions(2, "self", 0.7, "tiny").config()["threshold"] == 0.7
     with pytest.raises(EvalkitError, match="unknown SRR gate"):
         SRROptions(1, "sometimes")
-    with pytest.raises(EvalkitError):
+    with pytest.raises(EvalkitError, match="cannot refine"):
         srr_stage(
             run,
             bench,
             [Sample("new", "a red square", {"color": "red"})],
-            object,
+            RedPainter,
             SRROptions(1, "all", 0.5),
             seed=7,
         )
