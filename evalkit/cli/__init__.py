@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from evalkit.cli import ablate, listing, report, run
+from evalkit.cli import ablate, listing, report, run, train
 from evalkit.cli.data import data_app
 from evalkit.cli.dvreward import dvreward_app
 from evalkit.console import err
@@ -25,6 +25,7 @@ report.register(app)
 app.add_typer(data_app, name="data")
 app.add_typer(dvreward_app, name="dvreward")
 ablate.register(app)
+train.register(app)
 
 INTERRUPTED = "interrupted; finished samples are kept, re-run the same command to resume"
 

@@ -1,18 +1,18 @@
-"""Command-line entry point of the GRPO trainer, for `accelerate launch` (DDP / DeepSpeed) or plain python.
+"""GRPO training from a config: what `evalkit train` calls, under `accelerate launch` (DDP / DeepSpeed) or not.
 
     accelerate launch --config_file reward_ablation/accelerate/ddp.yaml -m evalkit.grpo.launch \\
         --config my_run.yaml --prompts prompts.txt --reward pickscore=1.0
 
-    python -m evalkit.grpo.launch --model tiny-sd3 --prompts prompts.txt --reward brightness \\
+    evalkit train --model tiny-sd3 --prompts prompts.txt --reward brightness \\
         --set num_epochs=4 --set resolution=64 --set mixed_precision=no
 
+`python -m evalkit.grpo.launch ARGS` is `evalkit train ARGS` (the module form `accelerate launch -m` needs).
 `--config` is a YAML file of `GRPOConfig` fields; `--set key=value` overrides single fields (YAML-parsed).
 Rewards are built by `evalkit.rewards.factory.build_reward` (see `evalkit ls rewards`).
 """
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,9 +31,19 @@ def load_pipeline(model: str):
     return StableDiffusion3Pipeline.from_pretrained(model)
 
 
-def parse_config(config_file: str | None, overrides: Sequence[str], rewards: Sequence[str]) -> GRPOConfig:
+def parse_config(
+    config_file: str | Path | None, overrides: Sequence[str], rewards: Sequence[str]
+) -> GRPOConfig:
+    """GRPOConfig from a YAML file, `key=value` overrides (YAML-parsed) and `name[=weight]` rewards; an
+    unknown field or a value of the wrong type is one line naming it (with the closest field)."""
+    import dataclasses
+
     import yaml
 
+    from evalkit.errors import EvalkitError, did_you_mean
+
+    if config_file and not Path(config_file).is_file():
+        raise EvalkitError(f"no such config file: {config_file}")
     values: dict[str, Any] = yaml.safe_load(Path(config_file).read_text()) if config_file else {}
     for item in overrides:
         key, _, raw = item.partition("=")
@@ -44,35 +54,30 @@ def parse_config(config_file: str | None, overrides: Sequence[str], rewards: Seq
             name, _, weight = item.partition("=")
             weights[name] = float(weight) if weight else 1.0
         values["rewards"] = weights
-    return GRPOConfig.from_dict(values)
+    known = [f.name for f in dataclasses.fields(GRPOConfig)]
+    for key in values:
+        if key not in known:
+            raise did_you_mean("GRPOConfig field", key, known)
+    try:
+        return GRPOConfig.from_dict(values)
+    except (TypeError, ValueError) as error:
+        raise EvalkitError(f"GRPOConfig: {error}") from None
 
 
-def read_prompts(path: str | Path) -> list[str]:
-    """One prompt per line; blank lines skipped."""
-    return [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
-
-
-def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--config", help="YAML file of GRPOConfig fields")
-    parser.add_argument("--set", action="append", default=[], help="override one field: key=value")
-    parser.add_argument("--reward", action="append", default=[], help="name[=weight]; repeatable")
-    parser.add_argument("--prompts", required=True, help="text file, one training prompt per line")
-    parser.add_argument("--eval-prompts", help="text file of evaluation prompts")
-    parser.add_argument("--model", help="diffusers SD3 id/folder or 'tiny-sd3' (default: config)")
-    args = parser.parse_args(argv)
-
-    config = parse_config(args.config, args.set, args.reward)
-    prompts = read_prompts(args.prompts)
-    eval_prompts = read_prompts(args.eval_prompts) if args.eval_prompts else None
+def train(
+    config: GRPOConfig,
+    prompts: list[str],
+    *,
+    eval_prompts: list[str] | None = None,
+    model: str | None = None,
+) -> list[dict[str, Any]]:
+    """Train a LoRA with GRPO on `prompts` under `config` (rewards from `config.rewards`) and save it to
+    `<output_dir>/final/lora`; returns the per-epoch history."""
+    from evalkit.grpo.trainer import GRPOTrainer
     from evalkit.rewards.factory import build_reward
 
     scorers = {name: build_reward(name) for name in config.rewards}
-    from evalkit.grpo.trainer import GRPOTrainer
-
-    pipeline = load_pipeline(args.model or config.pretrained_model)
+    pipeline = load_pipeline(model or config.pretrained_model)
     trainer = GRPOTrainer(config, pipeline, scorers, prompts, eval_prompts=eval_prompts)
     history = trainer.train()
     trainer.save_lora(Path(config.output_dir) / "final" / "lora")
@@ -80,5 +85,12 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     return history
 
 
-if __name__ == "__main__":
+if (
+    __name__ == "__main__"
+):  # `python -m evalkit.grpo.launch ARGS` (e.g. under accelerate) is `evalkit train ARGS`
+    import sys
+
+    from evalkit.cli import main
+
+    sys.argv[1:1] = ["train"]
     main()

@@ -23,9 +23,26 @@ def _modules() -> dict[str, Path]:
     return found
 
 
+def _is_script_block(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.If)
+        and "__main__" in ast.unparse(node.test)
+        and "__name__" in ast.unparse(node.test)
+    )
+
+
+def _library_nodes(tree: ast.Module):
+    todo = [n for n in tree.body if not _is_script_block(n)]
+    while todo:
+        node = todo.pop()
+        yield node
+        todo.extend(ast.iter_child_nodes(node))
+
+
 def _import_graph() -> dict[str, set[str]]:
     """Every evalkit import of every module, including those inside functions; importing one's own parent
-    package is not an edge (Python initialises parents first)."""
+    package is not an edge (Python initialises parents first), nor is a script block
+    (`if __name__ == "__main__":`, which runs only when the module is the program)."""
     modules = _modules()
 
     def resolve(name: str) -> str | None:
@@ -36,7 +53,7 @@ def _import_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         edges: set[str | None] = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in _library_nodes(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 edges.update(resolve(a.name) for a in node.names if a.name.split(".")[0] == "evalkit")
             elif (

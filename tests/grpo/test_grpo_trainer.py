@@ -253,9 +253,8 @@ def test_config_defaults_follow_the_sd35m_recipe():
         GRPOConfig.from_dict({"nope": 1})
 
 
-def test_launch_entry_point_trains_and_saves(tmp_path):
+def test_train_command_trains_and_saves(tmp_path, cli):
     from evalkit.errors import EvalkitError
-    from evalkit.grpo.launch import main
     from evalkit.rewards.factory import build_reward
 
     prompts = tmp_path / "prompts.txt"
@@ -268,12 +267,13 @@ def test_launch_entry_point_trains_and_saves(tmp_path):
     argv = ["--model", "tiny-sd3", "--prompts", str(prompts), "--reward", "brightness=2"]
     for key, value in overrides.items():
         argv += ["--set", f"{key}={value}"]
-    history = main(argv)
-    assert (
-        len(history) == 1
-        and (tmp_path / "run" / "final" / "lora" / "pytorch_lora_weights.safetensors").exists()
-    )
+    code, out, err = cli("train", *argv)
+    assert code == 0, err
+    assert "1 epoch(s) trained" in out
+    assert (tmp_path / "run" / "final" / "lora" / "pytorch_lora_weights.safetensors").exists()
     assert (tmp_path / "run" / "checkpoints" / "checkpoint-1" / "trainer_state.pt").exists()
+    code, _, err = cli("train", "--prompts", prompts, "--set", "num_epoch=1")
+    assert code == 2 and "did you mean 'num_epochs'" in err
     with pytest.raises(EvalkitError, match="computed by a judge"):
         build_reward("viescore")
     with pytest.raises(EvalkitError, match="did you mean 'normalize'"):
@@ -303,3 +303,15 @@ def test_negative_prompt_is_encoded_once_per_run_and_equals_batched_encoding(tmp
     torch.testing.assert_close(ours.neg_embeds, neg, rtol=0, atol=1e-6)
     torch.testing.assert_close(ours.neg_pooled, neg_pooled, rtol=0, atol=1e-6)
     torch.testing.assert_close(ours.embeds, embeds, rtol=0, atol=1e-6)
+
+
+def test_launch_module_is_the_train_command():
+    """`accelerate launch -m evalkit.grpo.launch ARGS` runs `evalkit train ARGS`."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "evalkit.grpo.launch", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--prompts" in result.stdout and "Flow-GRPO" in result.stdout
