@@ -285,22 +285,21 @@ def partial_note(run: RunFolder) -> str | None:
 def failure_note(run: RunFolder) -> str | None:
     """Judge failures (never scored), images left out with them, abstentions, and the top reason."""
     s = run.summary
-    bits = []
-    failed = int(s.get("n_failed") or 0)
-    if failed:
-        bits.append(f"{failed} judge failures")
-    left_out = int(s.get("n_left_out") or 0)
-    if left_out:
-        bits.append(f"{left_out} other images of their prompts left out")
-    abstained = int(s.get("n_abstained") or s.get("n_abstentions") or 0)
-    if abstained:
-        bits.append(f"{abstained} abstentions")
-    if not bits:
+    failed, abstained = int(s.get("n_failed") or 0), int(s.get("n_abstained") or s.get("n_abstentions") or 0)
+    if not failed and not abstained:
         return None
+    scored, planned = int(s.get("n_scored", 0) or 0), int(s.get("n_planned", 0) or 0)
+    left_out = int(s.get("n_left_out") or 0)
+    also = f"{left_out} other images of their prompts left out; " if left_out else ""
+    parts = []
+    if failed:
+        parts.append(f"{failed} judge failures")
+    if abstained:
+        parts.append(f"{abstained} abstentions")
+    text = f"{' and '.join(parts)} (not scored; {also}{scored}/{planned} images scored)"
     reasons = s.get("failure_reasons") or {}
     top = next(iter(reasons), None) if isinstance(reasons, dict) else None
-    why = f"; most often: {top}" if top else ""
-    return f"{', '.join(bits)} (not scored{why})"
+    return text + (f", most often: {top}" if top else "")
 
 
 def srr_note(run: RunFolder) -> str | None:

@@ -182,7 +182,7 @@ def test_footnotes_once_per_table_with_judge_partial_failures_and_random_weights
         "partial runs: tiny-sd3 [seed=0] on tiif: 3 of 4 planned images scored (--limit 4: first 4 prompts)"
         in notes
     )
-    assert "1 judge failures (not scored; most often: HTTP 500)" in notes
+    assert "1 judge failures (not scored; 3/4 images scored), most often: HTTP 500" in notes
     assert notes.count("partial runs") == 1 and notes.count("failures:") == 1
 
 

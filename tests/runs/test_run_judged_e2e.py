@@ -279,8 +279,8 @@ def test_think_reaches_generators_that_support_it(cli, data, tmp_path, monkeypat
 
 def test_dpg_grid_cells_and_official_compat(cli, data, tmp_path):
     from evalkit.benchmarks.dpg import DPG
-    from evalkit.benchmarks.dpg.scorer import DPGScorer
     from evalkit.benchmarks.dpg.data import load_questions, split_grid
+    from evalkit.benchmarks.dpg.scorer import DPGScorer
     from evalkit.judges import load_judge
 
     runs = tmp_path / "runs"
@@ -560,5 +560,5 @@ def test_summary_counts_failures_apart_from_scores(data, tmp_path):
     assert summary["failure_reasons"] == {"http 500 (gave up after 2 attempts)": 1}
     assert summary["O/background_change"] == 6.0 and summary["O/color_alter"] is None
     notes = render(build_table([run.root]), "md")
-    assert "partial runs: m on gedit: 1 of 3 planned images scored (1 images not judged)" in notes
-    assert "failures: m on gedit: 1 judge failures (not scored; most often: http 500" in notes
+    assert "partial runs: m on gedit: 1 of 3 images scored (1 images not judged)" in notes
+    assert "failures: m on gedit: 1 judge failures (not scored; 1/3 images scored), most often: http 500" in notes
