@@ -17,7 +17,7 @@ import time
 import torch
 
 from evalkit.bagel.config import BagelConfig, LLMConfig, VAEConfig, ViTConfig
-from evalkit.bagel.testing import random_pipeline, tiny_config
+from evalkit.testing.bagel import random_pipeline, tiny_config
 
 
 def seven_b_config() -> BagelConfig:

@@ -24,7 +24,7 @@ from PIL import Image
 import evalkit  # noqa: F401 - installs the torchvision compat hook before transformers loads
 from evalkit.dvreward.verify import VERIFIER_SYSTEM_PROMPT
 from evalkit.judges.hf import HFJudge
-from evalkit.judges.tiny import TINY_QWEN2VL_CONFIG, build_model, build_processor, build_tokenizer
+from evalkit.testing.judges import TINY_QWEN2VL_CONFIG, build_model, build_processor, build_tokenizer
 
 # Qwen2-VL-shaped but small: 8 decoder layers of width 512 (head dim 64, M-RoPE sections 16/8/8), a
 # 4-block vision tower, 224x224 images -> 256 patches -> 64 image tokens after 2x2 merging.

@@ -24,14 +24,14 @@ from evalkit.benchmarks.geneval.data import load_metadata, load_object_names
 from evalkit.benchmarks.geneval.scorer import GenEvalScorer
 from evalkit.detection.color import ClipColorClassifier
 from evalkit.detection.mmdet import GENEVAL_CONFIG, MMDetDetector, mmdet_config_path
-from evalkit.detection.tiny import TINY_FAVOURED_CLASSES, tiny_clip, tiny_mask2former_config
+from evalkit.testing.detection import TINY_FAVOURED_CLASSES, tiny_clip, tiny_mask2former_config
 
 
 def real_clip(folder: Path) -> Path:
     """CLIP ViT-L/14 shapes (transformers defaults of openai/clip-vit-large-patch14), random weights."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
-    from evalkit.detection.tiny import tiny_clip as toy
+    from evalkit.testing.detection import tiny_clip as toy
 
     tok_src = toy(folder.parent / "tok")
     config = CLIPConfig(

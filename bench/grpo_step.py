@@ -49,7 +49,7 @@ def build_pipeline(name: str, device: str):
     import torch
     from diffusers import SD3Transformer2DModel
 
-    from evalkit.generators.tiny_sd3 import tiny_sd3_pipeline
+    from evalkit.testing.sd3 import tiny_sd3_pipeline
 
     pipe = tiny_sd3_pipeline()
     override = CONFIGS[name][1]

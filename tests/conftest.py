@@ -47,7 +47,23 @@ def tiny_judge(tmp_path_factory: pytest.TempPathFactory):
     pytest.importorskip("torchvision")
     import evalkit  # noqa: F401 - installs the torchvision compat hook before transformers loads
     from evalkit.judges.hf import HFJudge
-    from evalkit.judges.tiny import tiny_qwen2vl_path
+    from evalkit.testing.judges import tiny_qwen2vl_path
 
     path = tiny_qwen2vl_path(tmp_path_factory.getbasetemp() / "tiny-qwen2vl")
     return HFJudge.from_pretrained(str(path), name="tiny-qwen2vl", device="cpu")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Markers from where a test lives and what it needs: tests under parity/ compare against stored
+    fixtures (`fixtures`); `gpu` tests are skipped on a machine without CUDA."""
+    parity = Path(__file__).resolve().parent / "parity"
+    gpu_items = [item for item in items if item.get_closest_marker("gpu")]
+    for item in items:
+        if parity in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.fixtures)
+    if gpu_items:
+        import torch
+
+        if not torch.cuda.is_available():
+            for item in gpu_items:
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))

@@ -270,7 +270,7 @@ def build(spec: ModelSpec) -> DiffusersGenerator:
     settings = {**PRESETS.get(spec.name, {}), **options}
     edit_pipe = None
     if spec.name in ("tiny-sd3", "tiny-sd3-edit"):
-        from evalkit.generators.tiny_sd3 import default_folder, tiny_sd3_pipeline
+        from evalkit.testing.sd3 import default_folder, tiny_sd3_pipeline
 
         pipe = tiny_sd3_pipeline(torch_dtype=dtype)
         source = str(default_folder())

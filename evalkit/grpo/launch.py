@@ -23,7 +23,7 @@ from evalkit.grpo.config import GRPOConfig
 def load_pipeline(model: str):
     """`tiny-sd3` (offline test backbone) or a diffusers SD3 id/folder."""
     if model == "tiny-sd3":
-        from evalkit.generators.tiny_sd3 import tiny_sd3_pipeline
+        from evalkit.testing.sd3 import tiny_sd3_pipeline
 
         return tiny_sd3_pipeline()
     from diffusers import StableDiffusion3Pipeline

@@ -55,7 +55,7 @@ def load_judge(
     if cache_path is not None:
         options["cache"] = ReplyCache(cache_path)
     if backend == "tiny":
-        from evalkit.judges.tiny import load_tiny_judge
+        from evalkit.testing.judges import load_tiny_judge
 
         return load_tiny_judge(**options)
     if not target:

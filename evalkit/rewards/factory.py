@@ -63,7 +63,7 @@ def pickscore(options: dict[str, Any], judge: Any = None) -> Scorer:
 
     check_options("pickscore", options, PickScoreScorer, ("tiny",))
     if options.pop("tiny", False):
-        from evalkit.rewards.tiny_models import tiny_pickscore
+        from evalkit.testing.rewards import tiny_pickscore
 
         options["model"] = options["processor"] = str(tiny_pickscore())
     return PickScoreScorer(**options)
@@ -74,7 +74,7 @@ def hpsv3(options: dict[str, Any], judge: Any = None) -> Scorer:
 
     check_options("hpsv3", options, HPSv3Scorer, ("tiny",))
     if options.pop("tiny", False):
-        from evalkit.rewards.tiny_models import TINY_PIXELS, tiny_hpsv3
+        from evalkit.testing.rewards import TINY_PIXELS, tiny_hpsv3
 
         base, checkpoint = tiny_hpsv3()
         options.update(base=base, checkpoint=checkpoint, pixels=TINY_PIXELS)

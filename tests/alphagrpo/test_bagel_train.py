@@ -9,9 +9,9 @@ import torch
 from fixture_paths import FIXTURES
 from PIL import Image
 
-from evalkit.bagel.testing import random_pipeline, tiny_config
 from evalkit.bagel.train import CFGSettings, TrainableBagel
 from evalkit.grpo.alphagrpo.sampling import get_timesteps, sde_rollout
+from evalkit.testing.bagel import random_pipeline, tiny_config
 
 BAGEL_TINY = FIXTURES / "bagel_tiny"
 

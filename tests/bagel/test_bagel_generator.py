@@ -9,13 +9,13 @@ from PIL import Image
 
 from evalkit import bagel
 from evalkit.bagel.lora import ALPHAGRPO_TARGET_MODULES
-from evalkit.bagel.testing import random_pipeline
 from evalkit.benchmarks.geneval import GenEval
 from evalkit.benchmarks.tiif import TIIF
 from evalkit.benchmarks.wise import WISE
 from evalkit.errors import EvalkitError, MissingWeightsError
 from evalkit.generators.bagel import PRESETS, REFLECTION_PROMPT, build
 from evalkit.generators.base import GenerationRequest, Generator, ModelSpec
+from evalkit.testing.bagel import random_pipeline
 
 FAST = {"num_timesteps": "3"}  # as the CLI passes --option values: strings
 

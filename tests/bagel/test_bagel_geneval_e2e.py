@@ -7,9 +7,9 @@ import json
 import torch
 
 from evalkit.bagel.loading import save_pretrained
-from evalkit.bagel.testing import random_pipeline, tiny_config
 from evalkit.benchmarks.geneval import GenEval
 from evalkit.runs import read_jsonl
+from evalkit.testing.bagel import random_pipeline, tiny_config
 
 
 def test_tiny_bagel_runs_geneval_end_to_end(cli, data_dir, tmp_path, monkeypatch):

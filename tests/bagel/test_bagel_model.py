@@ -10,9 +10,9 @@ from PIL import Image
 
 from evalkit import bagel
 from evalkit.bagel.flow import cfg_active, combine_cfg, shifted_timesteps
-from evalkit.bagel.testing import random_pipeline
 from evalkit.bagel.transforms import target_size
 from evalkit.errors import MissingWeightsError
+from evalkit.testing.bagel import random_pipeline
 
 FIXTURE = SHARED / "fixtures" / "bagel_tiny"
 FAST = dict(num_timesteps=3, timestep_shift=3.0, cfg_renorm_min=0.0)

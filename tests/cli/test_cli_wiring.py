@@ -32,7 +32,7 @@ def test_dvreward_subcommands_are_mounted(cli):
 
 def test_srr_through_run_stores_rounds_and_labels_the_row(cli, data_dir, tmp_path):
     from evalkit.bagel.loading import save_pretrained
-    from evalkit.bagel.testing import random_pipeline, tiny_config
+    from evalkit.testing.bagel import random_pipeline, tiny_config
 
     ckpt = save_pretrained(random_pipeline(tiny_config(), seed=0), tmp_path / "bagel", dtype=torch.float32)
     args = [

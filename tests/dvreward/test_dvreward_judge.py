@@ -19,7 +19,7 @@ if importlib.util.find_spec("torchvision") is None or importlib.util.find_spec("
 from evalkit.judges.hf import HFJudge  # noqa: E402
 from evalkit.judges.openai_http import OpenAIJudge  # noqa: E402
 from evalkit.judges.server import JudgeServer  # noqa: E402
-from evalkit.judges.tiny import tiny_qwen2vl_path  # noqa: E402
+from evalkit.testing.judges import tiny_qwen2vl_path  # noqa: E402
 
 DECOMPOSITION = Decomposition(
     "a red cat next to a blue car",

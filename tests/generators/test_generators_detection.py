@@ -35,7 +35,7 @@ def test_tiny_sd3_batch_equals_one_at_a_time(tiny_sd3):
 def test_tiny_sd3_round_trips_through_save_and_from_pretrained(tmp_path):
     import torch
 
-    from evalkit.generators.tiny_sd3 import tiny_sd3_pipeline
+    from evalkit.testing.sd3 import tiny_sd3_pipeline
 
     first = tiny_sd3_pipeline(tmp_path / "p")
     assert (tmp_path / "p" / "model_index.json").exists()
@@ -69,7 +69,7 @@ def test_object_crop_masks_onto_grey_then_crops():
 
 def test_colour_classifier_batched_equals_one_at_a_time(tmp_path):
     from evalkit.detection.color import ClipColorClassifier
-    from evalkit.detection.tiny import tiny_clip
+    from evalkit.testing.detection import tiny_clip
 
     clf = ClipColorClassifier(tiny_clip(tmp_path / "clip"), batch_size=3)
     rng = np.random.RandomState(0)
@@ -89,7 +89,7 @@ def test_colour_classifier_batched_equals_one_at_a_time(tmp_path):
 def test_tiny_detector_loads_its_checkpoint_and_is_deterministic(tmp_path, data_dir):
     from evalkit.benchmarks.geneval.data import load_object_names
     from evalkit.detection.mmdet import MMDetDetector
-    from evalkit.detection.tiny import tiny_mask2former_checkpoint, tiny_mask2former_config
+    from evalkit.testing.detection import tiny_mask2former_checkpoint, tiny_mask2former_config
 
     names = load_object_names(data_dir)
     ckpt = tiny_mask2former_checkpoint(tmp_path)

@@ -8,7 +8,6 @@ import numpy as np
 import torch
 from fixture_paths import REPO
 
-from evalkit.generators.tiny_sd3 import tiny_sd3_pipeline
 from evalkit.grpo.ablation import (
     AblationSpec,
     Column,
@@ -18,6 +17,7 @@ from evalkit.grpo.ablation import (
 )
 from evalkit.grpo.config import GRPOConfig
 from evalkit.rewards.brightness import BrightnessScorer
+from evalkit.testing.sd3 import tiny_sd3_pipeline
 
 
 class Darkness:

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from evalkit.generators.tiny_sd3 import tiny_sd3_pipeline
 from evalkit.grpo.config import GRPOConfig
 from evalkit.grpo.rollout import encode_prompts, sample_with_logprob
 from evalkit.grpo.trainer import GRPOTrainer
 from evalkit.rewards.brightness import BrightnessScorer
+from evalkit.testing.sd3 import tiny_sd3_pipeline
 
 PROMPTS = ["a photo of a cat", "a red car", "two dogs", "a blue bird"]
 TINY_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out"]

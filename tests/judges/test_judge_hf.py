@@ -10,7 +10,7 @@ from PIL import Image
 
 import evalkit  # noqa: F401 - installs the torchvision compat hook before transformers loads
 from evalkit.judges import JudgeFailure, ReplyCache, load_judge
-from evalkit.judges.tiny import TINY_QWEN2VL_CONFIG, config_hash, tiny_qwen2vl_path
+from evalkit.testing.judges import TINY_QWEN2VL_CONFIG, config_hash, tiny_qwen2vl_path
 
 # The Qwen2-VL processor's video processor needs torchvision (importable on CPU through evalkit's hook).
 if importlib.util.find_spec("transformers") is None or importlib.util.find_spec("torchvision") is None:
@@ -173,7 +173,7 @@ def test_load_judge_tiny_spec(tmp_path, monkeypatch) -> None:
 
 @pytest.mark.parametrize("arch", ["qwen2_5_vl", "qwen3_vl"])
 def test_prefix_cache_matches_full_forward_on_other_qwen_vl_architectures(arch: str) -> None:
-    from evalkit.judges.tiny import build_tiny_vlm
+    from evalkit.testing.judges import build_tiny_vlm
 
     model, processor = build_tiny_vlm(arch)
     judge = HFJudge(model, processor, name=f"tiny-{arch}")

@@ -13,7 +13,7 @@ from PIL import Image
 import evalkit  # noqa: F401 - installs the torchvision compat hook before transformers loads
 from evalkit.errors import EvalkitError
 from evalkit.judges import JudgeFailure, ReplyCache, load_judge
-from evalkit.judges.tiny import tiny_qwen2vl_path
+from evalkit.testing.judges import tiny_qwen2vl_path
 
 if importlib.util.find_spec("torchvision") is None or importlib.util.find_spec("openai") is None:
     pytest.skip("transformers, torchvision and openai are needed", allow_module_level=True)

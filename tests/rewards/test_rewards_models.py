@@ -20,7 +20,7 @@ def _images(n: int, size: int = 40) -> list[Image.Image]:
 
 @pytest.fixture(scope="module")
 def pickscore_folder(tmp_path_factory):
-    from evalkit.rewards.tiny_models import tiny_pickscore
+    from evalkit.testing.rewards import tiny_pickscore
 
     return tiny_pickscore(tmp_path_factory.mktemp("models") / "pickscore")
 
@@ -52,7 +52,7 @@ def test_pickscore_is_logit_scaled_cosine(pickscore_folder):
 
 @pytest.fixture(scope="module")
 def hpsv3_files(tmp_path_factory):
-    from evalkit.rewards.tiny_models import tiny_hpsv3
+    from evalkit.testing.rewards import tiny_hpsv3
 
     return tiny_hpsv3(tmp_path_factory.mktemp("models") / "hpsv3")
 
@@ -61,7 +61,7 @@ def test_hpsv3_loads_released_layout_and_scores_mu(hpsv3_files):
     from safetensors.torch import load_file
 
     from evalkit.rewards.hpsv3 import REWARD_TOKEN, HPSv3Scorer, convert_released_keys
-    from evalkit.rewards.tiny_models import TINY_PIXELS
+    from evalkit.testing.rewards import TINY_PIXELS
 
     base, checkpoint = hpsv3_files
     released = load_file(checkpoint)

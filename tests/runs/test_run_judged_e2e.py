@@ -397,7 +397,7 @@ def test_gedit_known_replies_and_what_the_judge_sees(cli, data, tmp_path):
 def test_diffusers_pipelines_that_take_an_image_can_edit(cli, data, tmp_path):
     from diffusers import StableDiffusion3Img2ImgPipeline
 
-    from evalkit.generators.tiny_sd3 import default_folder, tiny_sd3_pipeline
+    from evalkit.testing.sd3 import default_folder, tiny_sd3_pipeline
 
     img2img = tmp_path / "tiny-sd3-img2img"
     StableDiffusion3Img2ImgPipeline.from_pipe(tiny_sd3_pipeline()).save_pretrained(img2img)

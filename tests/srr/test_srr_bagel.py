@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-bagel_testing = pytest.importorskip("evalkit.bagel.testing")
+bagel_testing = pytest.importorskip("evalkit.testing.bagel")
 
 import torch  # noqa: E402
 

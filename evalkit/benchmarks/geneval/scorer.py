@@ -95,7 +95,7 @@ def build_geneval_scorer(
     device = device or default_device()
     classnames = load_object_names(data_dir)
     if detector == "tiny":
-        from evalkit.detection.tiny import tiny_clip, tiny_mask2former_checkpoint, tiny_mask2former_config
+        from evalkit.testing.detection import tiny_clip, tiny_mask2former_checkpoint, tiny_mask2former_config
 
         det = MMDetDetector(
             tiny_mask2former_config(),
