@@ -157,19 +157,21 @@ def open_run(model: str, options, dtype, seed, bench, runs_dir: Path, bench_opti
 def check_capabilities(
     model: str, options: dict[str, Any], bench, samples, srr: SRROptions | None = None
 ) -> None:
-    """Refuse a model that cannot do what the run needs (edit, think, refine, self check) before any work,
-    when that is known without loading it; otherwise the pipeline checks the loaded generator."""
+    """Refuse unknown or mistyped model options, and a model that cannot do what the run needs (edit,
+    think, refine, self check), before any work when that is known without loading it; otherwise the
+    pipeline checks the loaded generator."""
     from evalkit import pipeline, registry
     from evalkit.generators.base import ModelSpec
 
     needs = pipeline.required_capabilities(bench, samples, options)
+    name, path = registry.parse_model(model)
+    registry.lookup("models", name).check_options(model, options)
     if srr is not None and srr.rounds > 0:
         needs.add("refine")
         if srr.gate == "self" and not srr.judge:
             needs.add("self_check")
     if not needs:
         return
-    name, path = registry.parse_model(model)
     known = registry.lookup("models", name).probe(ModelSpec(name=name, path=path, options=options))
     for capability in sorted(needs):
         if known.get(capability) is False:

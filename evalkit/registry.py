@@ -23,9 +23,19 @@ class Entry:
     # without loading weights, so a run that needs a capability fails before any work; None = unknown
     capabilities: str | None = None
     needs_judge: bool = False  # rewards computed by an MLLM judge: refused without one, before any work
+    # models: "module:Dataclass" of the `--option` keys (typed, with help), checked before loading
+    options: str | None = None
 
     def load(self) -> Any:
         return _resolve(self.target)
+
+    def check_options(self, name: str, values: dict[str, Any]) -> Any:
+        """The options parsed into the entry's dataclass; unknown keys and bad values are one line."""
+        if self.options is None:
+            return None
+        from evalkit.options import parse_options
+
+        return parse_options(_resolve(self.options), values, owner=name)
 
     def probe(self, spec: Any) -> dict[str, bool | None]:
         """What the model can do, as far as is known before loading it (empty when unknown)."""
@@ -39,25 +49,46 @@ def _resolve(target: str) -> Any:
 
 _DIFFUSERS = "evalkit.generators.diffusers_t2i:build"
 _DIFFUSERS_CAPS = "evalkit.generators.diffusers_t2i:capabilities"
+_DIFFUSERS_OPTIONS = "evalkit.generators.diffusers_t2i:DiffusersOptions"
 _BAGEL = "evalkit.generators.bagel:build"
 _BAGEL_CAPS = "evalkit.generators.bagel:capabilities"
+_BAGEL_OPTIONS = "evalkit.generators.bagel:BagelOptions"
 
 
 MODELS: dict[str, Entry] = {
-    "sd35m": Entry(_DIFFUSERS, "Stable Diffusion 3.5 Medium (512px, 40 steps, CFG 4.5)", _DIFFUSERS_CAPS),
-    "tiny-sd3": Entry(_DIFFUSERS, "tiny random SD3 pipeline (offline tests and demo)", _DIFFUSERS_CAPS),
+    "sd35m": Entry(
+        _DIFFUSERS,
+        "Stable Diffusion 3.5 Medium (512px, 40 steps, CFG 4.5)",
+        _DIFFUSERS_CAPS,
+        options=_DIFFUSERS_OPTIONS,
+    ),
+    "tiny-sd3": Entry(
+        _DIFFUSERS,
+        "tiny random SD3 pipeline (offline tests and demo)",
+        _DIFFUSERS_CAPS,
+        options=_DIFFUSERS_OPTIONS,
+    ),
     "tiny-sd3-edit": Entry(
         _DIFFUSERS,
         "tiny random SD3 that also edits (StableDiffusion3Img2ImgPipeline, same components)",
         _DIFFUSERS_CAPS,
+        options=_DIFFUSERS_OPTIONS,
     ),
     "diffusers": Entry(
         _DIFFUSERS,
         "any diffusers pipeline: diffusers:<hub id or path> (edits when it takes an `image`)",
         _DIFFUSERS_CAPS,
+        options=_DIFFUSERS_OPTIONS,
     ),
-    "bagel": Entry(_BAGEL, "BAGEL-7B-MoT on evalkit's own runtime (bagel:<folder>)", _BAGEL_CAPS),
-    "alphagrpo": Entry(_BAGEL, "AlphaGRPO: BAGEL + merged LoRA (--option variant=rt2i|srr)", _BAGEL_CAPS),
+    "bagel": Entry(
+        _BAGEL, "BAGEL-7B-MoT on evalkit's own runtime (bagel:<folder>)", _BAGEL_CAPS, options=_BAGEL_OPTIONS
+    ),
+    "alphagrpo": Entry(
+        _BAGEL,
+        "AlphaGRPO: BAGEL + merged LoRA (--option variant=rt2i|srr)",
+        _BAGEL_CAPS,
+        options=_BAGEL_OPTIONS,
+    ),
 }
 
 BENCHMARKS: dict[str, Entry] = {

@@ -14,14 +14,16 @@ import json
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from PIL import Image
 
 from evalkit.errors import EvalkitError, MissingWeightsError
 from evalkit.generators.base import Generation, GenerationRequest, Generator, ModelSpec
+from evalkit.options import option
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,32 @@ SETTING_KEYS = frozenset(
 MODEL_OPTION_KEYS = frozenset(
     {"variant", "lora", "base", "batch_size", "resolution", "preset", "vit_min_size"}
 )
+
+
+@dataclass
+class BagelOptions:
+    """`--option` keys of `bagel` and `alphagrpo` (None: the preset's value; presets in PRESETS)."""
+
+    variant: Literal["rt2i", "srr"] | None = option(None, "alphagrpo only: rt2i (default) or srr adapter")
+    lora: str | None = option(None, "alphagrpo: the PEFT adapter folder (default checkpoints/alphagrpo-*)")
+    base: str | None = option(None, "the BAGEL checkpoint folder (default checkpoints/bagel)")
+    preset: str | None = option(None, "t2i, edit, rt2i or srr (default: the benchmark's, else t2i)")
+    resolution: int | None = option(None, "largest image side in pixels (default: the model's, 1024)")
+    batch_size: int | None = option(None, "images per call (default 4; does not change images)")
+    vit_min_size: int | None = option(None, "ViT short-edge minimum (alphagrpo: 378, bagel: 224)")
+    num_timesteps: int | None = option(None, "flow-matching steps (50)")
+    timestep_shift: float | None = option(None, "timestep shift (3.0)")
+    cfg_text_scale: float | None = option(None, "text CFG scale (4.0)")
+    cfg_img_scale: float | None = option(None, "image CFG scale (t2i 1.0, edit 2.0)")
+    cfg_interval: tuple | None = option(None, "CFG active interval [start, end] (t2i [0.4, 1.0])")
+    cfg_renorm_type: str | None = option(None, "global or text_channel")
+    cfg_renorm_min: float | None = option(None, "CFG renormalisation minimum (0.0)")
+    think: bool | None = option(None, "write a plan before drawing (rt2i, srr: true)")
+    max_think_tokens: int | None = option(None, "think budget in tokens (1000)")
+    think_do_sample: bool | None = option(None, "sample the think text (rt2i: true)")
+    think_temperature: float | None = option(None, "think sampling temperature (rt2i: 0.3)")
+
+
 # AlphaGRPO's eval scripts build the ViT transform with a 378-px short-edge minimum (BAGEL: 224).
 ALPHAGRPO_VIT_MIN_SIZE = 378
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from evalkit.generators.base import Generation, GenerationRequest, Generator, ModelSpec
+from evalkit.options import option
 
 # Defaults per preset; every key is overridable with --option key=value.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -39,6 +41,26 @@ PIPELINE_KEYS = {
 }
 EDIT_KEYS = {"strength", "image_guidance_scale"}  # passed to editing calls only
 EDIT_PRESETS = {"tiny-sd3-edit"}
+
+
+@dataclass
+class DiffusersOptions:
+    """`--option` keys of the diffusers models (None: the preset's value, else the pipeline's default)."""
+
+    height: int | None = option(None, "image height in pixels (sd35m: 512)")
+    width: int | None = option(None, "image width in pixels (sd35m: 512)")
+    num_inference_steps: int | None = option(None, "sampling steps (sd35m: 40)")
+    guidance_scale: float | None = option(None, "classifier-free guidance scale (sd35m: 4.5)")
+    negative_prompt: str | None = option(None, "negative prompt for CFG")
+    max_sequence_length: int | None = option(None, "T5 prompt tokens")
+    true_cfg_scale: float | None = option(None, "true CFG scale (pipelines that take it)")
+    strength: float | None = option(None, "editing: how far from the source image (img2img)")
+    image_guidance_scale: float | None = option(None, "editing: image guidance (instruction-edit pipelines)")
+    batch_size: int | None = option(None, "images per pipeline call (default 4; does not change images)")
+    lora: str | None = option(None, "a LoRA folder to load (e.g. saved by `evalkit train`)")
+    think: bool | None = option(None, "refused: diffusers pipelines have no think mode")
+
+
 THINK_ERROR = (
     "{model} is a diffusers pipeline and has no think mode; drop --think "
     "(thinking needs a unified model such as bagel)"
@@ -251,6 +273,9 @@ def _folder_takes_image(source: str | None) -> bool | None:
 
 def build(spec: ModelSpec) -> DiffusersGenerator:
     """sd35m, tiny-sd3 and tiny-sd3-edit presets, or `diffusers:<hub id or local folder>`."""
+    from evalkit.options import parse_options
+
+    parse_options(DiffusersOptions, spec.options, owner=spec.name)
     if spec.options.get("think"):
         from evalkit.errors import EvalkitError
 

@@ -31,8 +31,8 @@ def _tiny_bagel(tmp_path) -> str:
 
 
 TINY = {  # registry name -> (path, options) that load a tiny real-architecture model offline
-    "tiny-sd3": lambda tmp: (None, {"resolution": 64, "num_inference_steps": 2}),
-    "tiny-sd3-edit": lambda tmp: (None, {"resolution": 64, "num_inference_steps": 2}),
+    "tiny-sd3": lambda tmp: (None, {"height": 64, "width": 64, "num_inference_steps": 2}),
+    "tiny-sd3-edit": lambda tmp: (None, {"height": 64, "width": 64, "num_inference_steps": 2}),
     "bagel": lambda tmp: (_tiny_bagel(tmp), {"num_timesteps": 2, "resolution": 64}),
 }
 
