@@ -353,3 +353,22 @@ def test_summary_records_the_protocol_size_for_n_of_n(tmp_path):
     assert (summary["n_planned"], summary["n_protocol_images"]) == (2, 10)
     note = next(n for n in build_table([run.root]).footnotes if n.startswith("partial runs"))
     assert note == "partial runs: m on five: 2 of 10 images scored (--limit 1: first 1 prompts)"
+
+
+def test_judge_footnote_names_the_snapshots_the_server_answered_with(tmp_path):
+    """The pinned snapshot is what was asked for; the reply cache records what actually answered."""
+    import sqlite3
+
+    a = _fake_run(tmp_path, "m", "tiif", {"Overall": 0.5}, judge="gpt-4.1")
+    with sqlite3.connect(a / "judge_cache.sqlite") as db:
+        db.execute("CREATE TABLE replies (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)")
+        for i, snap in enumerate(["gpt-4.1-2025-04-14", "gpt-4.1-2025-04-14", "gpt-4.1-2025-06-01"]):
+            db.execute(
+                "INSERT INTO replies VALUES (?, ?, 0)",
+                (str(i), json.dumps({"text": "yes", "snapshot": snap})),
+            )
+    notes = render(build_table([a]), "md")
+    assert (
+        "judge (tiif): gpt-4.1 (openai; snapshot gpt-4.1-2025; served gpt-4.1-2025-04-14, gpt-4.1-2025-06-01)"
+        in notes
+    )
