@@ -70,3 +70,21 @@ def random_pipeline(cfg: BagelConfig | None = None, seed: int = 0, dtype=torch.f
             else:
                 p.normal_(0, 0.05)
     return BagelPipeline(model.to(device, dtype), vae.to(device), tokenizer)
+
+
+def use_transparent_decoder(pipe: BagelPipeline) -> BagelPipeline:
+    """Swap the random VAE decoder for `tanh(mean over latent channels)`, upsampled to pixels.
+
+    A random VAE decoder (GroupNorm throughout) maps every latent to nearly the same mean brightness, so
+    a reward such as brightness could not tell rollouts apart; training tests use this instead.
+    """
+    factor = pipe.config.pixels_per_token // pipe.config.latent_patch_size
+
+    def decode(z: torch.Tensor) -> torch.Tensor:
+        gray = torch.tanh(z.float().mean(1, keepdim=True))
+        return torch.nn.functional.interpolate(gray, scale_factor=factor, mode="nearest").expand(
+            -1, 3, -1, -1
+        )
+
+    pipe.vae.decode = decode  # type: ignore[method-assign]
+    return pipe

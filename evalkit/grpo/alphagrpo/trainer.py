@@ -1,0 +1,533 @@
+"""The AlphaGRPO training loop on a trainable BAGEL (tasks `t2i` = RT2I and `reflect` = SRR).
+
+One optimizer step per round, as the official train.py: `gradient_accumulation_steps` rollout batches
+(each rank B samples; every prompt repeated `num_image_per_prompt` times across ranks), rewards computed
+in a worker thread while the next batch rolls out, advantages from the gathered rewards, then the replay:
+per batch one think-text backward (scaled by `max(1, K) * text_loss_weight`) and one backward per trained
+SDE step; every backward is divided by the accelerate accumulation count, gradients are averaged over
+ranks and clipped, and AdamW steps once.
+
+Rewards: `reward_fn` names evalkit rewards (any registered Scorer) with weights. A sample whose reward
+abstains (None) is counted, logged and left out of the advantages (advantage 0); a round in which every
+sample abstains stops the run with an error.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from evalkit.errors import EvalkitError
+from evalkit.grpo.advantages import PerPromptStatTracker
+from evalkit.grpo.alphagrpo.advantages import AdvantageConfig
+from evalkit.grpo.alphagrpo.comm import Comm
+from evalkit.grpo.alphagrpo.config import write_resolved
+from evalkit.grpo.alphagrpo.losses import ImageLossConfig, TextLossConfig, image_loss, text_loss
+from evalkit.grpo.alphagrpo.rewards import (
+    PostprocessConfig,
+    Postprocessed,
+    srr_reward_postprocess,
+    t2i_reward_postprocess,
+)
+from evalkit.grpo.alphagrpo.rollout import (
+    RolloutBatch,
+    draw_window,
+    rollout_reflect,
+    rollout_t2i,
+    stage1_images,
+    stage1_per_prompt,
+)
+from evalkit.grpo.alphagrpo.sampling import get_timesteps, step_log_prob
+from evalkit.grpo.reward_mix import WeightedReward
+
+UNSUPPORTED = {
+    "train.mix_t2i_task": "mixing T2I rounds into SRR training",
+    "train.recompute_log_prob": "recomputing old log-probs (AWM/NFT)",
+    "train.ema": "EMA adapters",
+    "train.isolate_image_text_reward": "isolated text rewards (AWM/NFT)",
+}
+
+
+@dataclass
+class TrainerOptions:
+    """What the official config does not say (evalkit side)."""
+
+    run_dir: Path
+    steps: int = 10  # optimizer steps (rounds)
+    max_think_tokens: int = 1024  # official: at most 1024 think tokens
+    text_loss_compat: str = "intended"  # "official" reproduces the B x B outer product
+    save_every: int | None = None  # default: config save_freq
+    judge: Any = None  # a Judge or judge spec for judge-based rewards (never defaulted)
+    reward_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def validate(config: Mapping[str, Any], options: TrainerOptions, world_size: int) -> None:
+    """Fail before any model loads on settings this trainer cannot honour."""
+    sample, train = config["sample"], config["train"]
+    if train["task"] not in ("t2i", "reflect"):
+        raise EvalkitError(f"train.task must be t2i or reflect, got '{train['task']}'")
+    for key in (
+        "train.mix_t2i_task",
+        "train.recompute_log_prob",
+        "train.ema",
+        "train.isolate_image_text_reward",
+    ):
+        section, name = key.split(".")
+        if config[section][name]:
+            raise EvalkitError(f"{key}=true ({UNSUPPORTED[key]}) is not implemented; use another preset")
+    if train.get("image_algorithm") not in (None, "grpo"):
+        raise EvalkitError(
+            f"train.image_algorithm '{train['image_algorithm']}' is not implemented (only GRPO)"
+        )
+    if train["top_entropy_quantile"] < 1.0:
+        raise EvalkitError("train.top_entropy_quantile < 1 is not implemented; set it to 1.0")
+    if config["num_gpus"] != world_size:
+        raise EvalkitError(
+            f"num_gpus={config['num_gpus']} but {world_size} process(es) run; pass --set num_gpus={world_size}"
+        )
+    per_batch = config["num_gpus"] * sample["train_batch_size"]
+    if per_batch % sample["num_image_per_prompt"]:
+        raise EvalkitError(
+            f"num_gpus * sample.train_batch_size = {per_batch} must be a multiple of "
+            f"sample.num_image_per_prompt = {sample['num_image_per_prompt']}"
+        )
+    judged = {"dvreward", "viescore", "unifiedreward"} & set(config["reward_fn"])
+    if judged and options.judge is None:
+        raise EvalkitError(
+            f"reward {sorted(judged)[0]} needs an explicit judge (--judge hf:MODEL or --judge openai:URL)"
+        )
+    if options.text_loss_compat not in ("intended", "official"):
+        raise EvalkitError("text_loss_compat must be 'intended' or 'official'")
+
+
+def build_reward(config: Mapping[str, Any], options: TrainerOptions) -> WeightedReward:
+    """The image reward: a weighted sum of registered evalkit rewards (`reward_fn`)."""
+    from evalkit.registry import lookup
+
+    scorers = {}
+    for name in config["reward_fn"]:
+        factory = lookup("rewards", name).load()
+        scorers[name] = factory(name, dict(options.reward_options.get(name, {})), judge=options.judge)
+    return WeightedReward(scorers, config["reward_fn"])
+
+
+def _subset(values, index):
+    return None if values is None else [values[i] for i in index]
+
+
+class AlphaGRPOTrainer:
+    """Trains `model`'s LoRA with AlphaGRPO on `prompts` (dicts with "prompt" and metadata)."""
+
+    def __init__(
+        self,
+        model,
+        config: Mapping[str, Any],
+        prompts: Sequence[Mapping[str, Any]],
+        options: TrainerOptions,
+        reward: WeightedReward | None = None,
+        comm: Comm | None = None,
+    ) -> None:
+        self.comm = comm or Comm()
+        validate(config, options, self.comm.world_size)
+        if not prompts:
+            raise EvalkitError("no training prompts")
+        self.model, self.config, self.options = model, dict(config), options
+        self.prompts = [dict(p) for p in prompts]
+        self.reward = reward or build_reward(config, options)
+        train, sample = config["train"], config["sample"]
+        self.optimizer = torch.optim.AdamW(
+            model.lora_parameters(),
+            lr=train["learning_rate"],
+            betas=(train["adam_beta1"], train["adam_beta2"]),
+            weight_decay=train["adam_weight_decay"],
+            eps=train["adam_epsilon"],
+        )
+        self.tracker = PerPromptStatTracker(global_std=sample["global_std"])
+        self.step = 0
+        self.history: list[dict[str, Any]] = []
+        self.abstained_total = 0
+        self.run_dir = Path(options.run_dir)
+        derived = config["_derived"]
+        self.num_train = derived["num_train_timesteps"]
+        self.acc_steps = derived["accelerate_gradient_accumulation_steps"]
+        self.post_config = self._post_config()
+        self.image_loss_config = ImageLossConfig(
+            train["image_clip_range"],
+            train["adv_clip_max"],
+            train["true_ratio"],
+            train["rollout_correction"],
+            train["correction_truncated_threshold"],
+            train["image_beta"],
+        )
+        self.text_loss_config = TextLossConfig(
+            train["text_clip_range"],
+            train["text_clip_range_high"],
+            train["text_importance_sampling_level"],
+            train["text_loss_level"],
+            train["true_ratio"],
+            train["rollout_correction"],
+            train["correction_truncated_threshold"],
+            train["text_beta"],
+            train["top_entropy_quantile"],
+        )
+        seed = config["seed"] + self.comm.rank  # official: set_seed(42 + rank)
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        if self.comm.rank == 0:
+            write_resolved(self.config, self.run_dir)
+
+    def _post_config(self) -> PostprocessConfig:
+        c, train, sample = self.config, self.config["train"], self.config["sample"]
+        adv = AdvantageConfig(
+            per_prompt_stat_tracking=c["per_prompt_stat_tracking"],
+            global_std=sample["global_std"],
+            think=bool(sample["think"]) or train["task"] == "reflect",
+            num_train_timesteps=self.num_train,
+            stage1_reward_as_group_mean=train["stage1_reward_as_group_mean"],
+            isolate_image_text_reward=train["isolate_image_text_reward"],
+            mask_image_adv_w_negative_think_text=train["mask_image_adv_w_negative_think_text"],
+            reflect_think_text_format=train["reflect_think_text_format"],
+        )
+        return PostprocessConfig(
+            think=bool(sample["think"]),
+            think_text_weight=train["think_text_weight"],
+            use_think_text_format_reward=train["use_think_text_format_reward"],
+            text_reward_fn=dict(c["text_reward_fn"]),
+            clamp_no_improve_reward=train["clamp_no_improve_reward"],
+            think_text_format_reward_weight=train["think_text_format_reward_weight"],
+            advantages=adv,
+        )
+
+    # ------------------------------------------------------------------ data
+
+    def loader_batch(self, step: int, index: int) -> list[dict[str, Any]]:
+        """This rank's B samples: m unique prompts x k repeats, shuffled identically on every rank."""
+        sample = self.config["sample"]
+        k, b, world = sample["num_image_per_prompt"], sample["train_batch_size"], self.comm.world_size
+        m = world * b // k
+        rng = random.Random(f"{self.config['seed']}/{step}/{index}")
+        chosen = (
+            rng.sample(range(len(self.prompts)), m)
+            if m <= len(self.prompts)
+            else rng.choices(range(len(self.prompts)), k=m)
+        )
+        repeated = [i for i in chosen for _ in range(k)]
+        rng.shuffle(repeated)
+        mine = repeated[self.comm.rank * b : (self.comm.rank + 1) * b]
+        return [self.prompts[i] for i in mine]
+
+    # ------------------------------------------------------------------ rollout and rewards
+
+    def _score(self, images, prompts, metadata) -> list[float | None]:
+        return self.reward(images, prompts, metadata)[0]
+
+    def _rollout(self, step: int, executor: ThreadPoolExecutor, timing: dict[str, float]):
+        """All rollout batches of a round; rewards are submitted as soon as a batch's images exist."""
+        task = self.config["train"]["task"]
+        out: list[tuple[RolloutBatch, Future]] = []
+        for index in range(self.config["train"]["gradient_accumulation_steps"]):
+            records = self.loader_batch(step, index)
+            prompts = [r["prompt"] for r in records]
+            metadata = [{k: v for k, v in r.items() if k != "prompt"} for r in records]
+            window = draw_window(self.config, random)
+            start = time.perf_counter()
+            if task == "t2i":
+                batch = rollout_t2i(
+                    self.model, prompts, metadata, self.config, window, self.options.max_think_tokens
+                )
+            else:
+                init = self._stage1(prompts, metadata, timing)
+                batch = rollout_reflect(
+                    self.model, prompts, metadata, init, self.config, window, self.options.max_think_tokens
+                )
+            timing["rollout"] += time.perf_counter() - start
+            out.append((batch, executor.submit(self._score, batch.images, prompts, metadata)))
+        return out
+
+    def _stage1(self, prompts, metadata, timing) -> dict[str, tuple[Any, float | None]]:
+        """SRR stage 1: ODE images per unique prompt, scored; the lowest-reward one is refined."""
+        start = time.perf_counter()
+        unique = list(dict.fromkeys(prompts))
+        per_prompt = stage1_per_prompt(self.config["num_gpus"], len(unique))
+        images = stage1_images(self.model, prompts, self.config, per_prompt)
+        timing["rollout"] += time.perf_counter() - start
+        start = time.perf_counter()
+        meta_of = dict(zip(prompts, metadata, strict=True))
+        init = {}
+        for prompt in unique:
+            scores = self._score(images[prompt], [prompt] * per_prompt, [meta_of[prompt]] * per_prompt)
+            known = [(s, i) for i, s in enumerate(scores) if s is not None]
+            if known:
+                score, i = min(known)  # official: np.argmin over the stage-1 rewards
+                init[prompt] = (images[prompt][i], float(score))
+            else:
+                init[prompt] = (images[prompt][0], None)
+        timing["reward"] += time.perf_counter() - start
+        return init
+
+    def _postprocess(
+        self, batch: RolloutBatch, rewards: list[float | None]
+    ) -> tuple[Postprocessed | None, dict]:
+        """Gather, drop abstentions, post-process as the official task does; this rank's advantages."""
+        comm = self.comm
+        g_prompts = comm.gather(batch.prompts)
+        g_rewards = comm.gather(rewards)
+        g_texts = comm.gather(batch.think_texts) if batch.think_texts is not None else None
+        g_init = comm.gather(batch.init_rewards) if batch.init_rewards is not None else None
+        valid = [
+            i for i, r in enumerate(g_rewards) if r is not None and (g_init is None or g_init[i] is not None)
+        ]
+        stats = {"abstained": len(g_rewards) - len(valid), "samples": len(g_rewards)}
+        if not valid:
+            return None, stats
+        if batch.task == "t2i":
+            post = t2i_reward_postprocess(
+                _subset(g_prompts, valid),
+                _subset(g_rewards, valid),
+                _subset(g_texts, valid),
+                self.post_config,
+                tracker=self.tracker,
+            )
+        else:
+            post = srr_reward_postprocess(
+                _subset(g_prompts, valid),
+                _subset(g_init, valid),
+                _subset(g_rewards, valid),
+                _subset(g_texts, valid),
+                self.post_config,
+                tracker=self.tracker,
+            )
+            if self.post_config.clamp_no_improve_reward:  # FPR: refined <= its initial image's reward
+                pairs = zip(post.rewards["image_avg"], post.rewards["init_reward"], strict=True)
+                stats["fpr_rectified"] = sum(r <= i for r, i in pairs)
+        stats["reward_mean"] = float(np.mean(_subset(g_rewards, valid)))
+        stats["reward_avg_mean"] = float(np.mean(post.rewards["avg"]))
+        if post.should_skip:
+            return post, stats
+        full = np.zeros((len(g_rewards), self.num_train))
+        full[valid] = post.result.advantages
+        b = len(batch.prompts)
+        post.result.advantages = full[comm.rank * b : (comm.rank + 1) * b]
+        if post.result.text_advantages is not None:
+            text = np.zeros((len(g_rewards), post.result.text_advantages.shape[1]))
+            text[valid] = post.result.text_advantages
+            post.result.text_advantages = text[comm.rank * b : (comm.rank + 1) * b]
+        return post, stats
+
+    # ------------------------------------------------------------------ update
+
+    def _text_backward(self, batch: RolloutBatch, advantages: np.ndarray, info: dict) -> None:
+        model, cfg = self.model, self.text_loss_config
+        temperature = self.config["sample"]["think_text_temperature"]
+        lp, lens, ent = model.think_log_probs(batch.contexts.gen, batch.think_texts, temperature)
+        ref = None
+        if cfg.text_beta > 0:
+            with torch.no_grad(), model.adapter_disabled():
+                ref = model.think_log_probs(batch.contexts.gen, batch.think_texts, temperature)[0]
+        adv = torch.as_tensor(advantages[:, 0])
+        loss, parts = text_loss(
+            lp,
+            batch.old_think_log_probs,
+            lens,
+            adv,
+            cfg,
+            entropies=ent.detach(),
+            ref_log_probs=ref,
+            compat=self.options.text_loss_compat,
+        )
+        scale = self.config["_derived"]["text_backward_scale"]
+        (loss * scale / self.acc_steps).backward()
+        for key, value in parts.items():
+            info.setdefault(key, []).append(float(value))
+
+    def _image_backward(self, batch: RolloutBatch, advantages: np.ndarray, info: dict) -> None:
+        model, sample = self.model, self.config["sample"]
+        timesteps = get_timesteps(batch.num_steps, sample["timestep_shift"])
+        velocity = model.velocity_fn(batch.image_contexts, batch.grid, batch.cfg)
+        kwargs = dict(
+            tokens_per_sample=batch.tokens_per_sample,
+            cfg_interval=batch.cfg.interval,
+            cfg_text_scale=batch.cfg.text_scale,
+            cfg_img_scale=batch.cfg.img_scale,
+            noise_level=sample["noise_level"],
+            use_flowcps=sample["use_flowcps"],
+        )
+        for j, i in enumerate(batch.sde_steps):
+            out = step_log_prob(velocity, batch.latents[i], batch.latents[i + 1], i, timesteps, **kwargs)
+            ref_mean = None
+            if self.image_loss_config.image_beta > 0:
+                with torch.no_grad(), model.adapter_disabled():
+                    ref = step_log_prob(
+                        velocity, batch.latents[i], batch.latents[i + 1], i, timesteps, **kwargs
+                    )
+                ref_mean = ref.prev_sample_mean
+            loss, parts = image_loss(
+                out.per_sample_log_prob,
+                batch.old_image_log_probs[:, j],
+                torch.as_tensor(advantages[:, j]),
+                self.image_loss_config,
+                prev_mean=out.prev_sample_mean,
+                ref_prev_mean=ref_mean,
+                std_dev_t=out.std_dev_t,
+            )
+            (loss / self.acc_steps).backward()
+            for key, value in parts.items():
+                info.setdefault(key, []).append(float(value))
+
+    def _optimizer_step(self) -> float:
+        params = self.model.lora_parameters()
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        self.comm.average_([p.grad for p in params])
+        norm = torch.nn.utils.clip_grad_norm_(params, self.config["train"]["max_grad_norm"])
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(norm)
+
+    # ------------------------------------------------------------------ loop
+
+    def train_step(self) -> dict[str, Any]:
+        """One round: rollouts, rewards, advantages, replay, one optimizer step."""
+        timing = {"rollout": 0.0, "reward": 0.0, "backward": 0.0}
+        start_all = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=1) as executor:
+            rolled = self._rollout(self.step, executor, timing)
+            prepared = []
+            totals = {"abstained": 0, "samples": 0, "skipped_batches": 0, "fpr_rectified": 0}
+            rewards_seen, avg_seen = [], []
+            for batch, future in rolled:
+                start = time.perf_counter()
+                rewards = future.result()
+                post, stats = self._postprocess(batch, rewards)
+                timing["reward"] += time.perf_counter() - start
+                totals["abstained"] += stats["abstained"]
+                totals["samples"] += stats["samples"]
+                totals["fpr_rectified"] += stats.get("fpr_rectified", 0)
+                if "reward_mean" in stats:
+                    rewards_seen.append(stats["reward_mean"])
+                    avg_seen.append(stats["reward_avg_mean"])
+                if post is None or post.should_skip:
+                    totals["skipped_batches"] += 1
+                    continue
+                prepared.append((batch, post))
+        self.abstained_total += totals["abstained"]
+        if totals["abstained"] == totals["samples"]:
+            raise EvalkitError(
+                f"every sample abstained in step {self.step} ({totals['samples']} rewards): check the judge "
+                "and that every prompt has questions"
+            )
+        info: dict[str, list[float]] = {}
+        start = time.perf_counter()
+        for batch, post in prepared:
+            adv = post.result.advantages
+            if batch.think_texts is not None and post.result.text_advantages is not None:
+                self._text_backward(batch, post.result.text_advantages, info)
+            self._image_backward(batch, adv, info)
+        grad_norm = self._optimizer_step()
+        timing["backward"] += time.perf_counter() - start
+        self.step += 1
+        record = {
+            "step": self.step,
+            "reward_mean": float(np.mean(rewards_seen)) if rewards_seen else math.nan,
+            "reward_avg_mean": float(np.mean(avg_seen)) if avg_seen else math.nan,
+            "grad_norm": grad_norm,
+            **totals,
+            "abstained_total": self.abstained_total,
+            **{k: float(np.mean(v)) for k, v in info.items()},
+            "time": {**timing, "total": time.perf_counter() - start_all},
+        }
+        self.history.append(record)
+        if self.comm.rank == 0:
+            with (self.run_dir / "metrics.jsonl").open("a") as handle:
+                handle.write(json.dumps(_json_safe(record)) + "\n")
+        return record
+
+    def train(self) -> list[dict[str, Any]]:
+        save_every = self.options.save_every or self.config["save_freq"]
+        while self.step < self.options.steps:
+            self.train_step()
+            if self.step % save_every == 0 or self.step == self.options.steps:
+                self.save_checkpoint()
+        return self.history
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def checkpoint_dir(self, step: int | None = None) -> Path:
+        return self.run_dir / "checkpoints" / f"step_{self.step if step is None else step}"
+
+    def save_checkpoint(self) -> Path:
+        """Adapter (PEFT layout, loadable by the `alphagrpo` generator) + everything exact resume needs."""
+        folder = self.checkpoint_dir()
+        if self.comm.rank == 0:
+            self.model.save_adapter(folder / "adapter")
+            torch.save(self._state(), folder / "trainer_state.pt")
+        self.comm.barrier()
+        return folder
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "lora": self.model.lora_state(),
+            "optimizer": self.optimizer.state_dict(),
+            "history": self.history,
+            "abstained_total": self.abstained_total,
+            "tracker_history": sorted(self.tracker.history_prompts),
+            "rng": {
+                "python": random.getstate(),
+                "numpy": np.random.get_state(),
+                "torch": torch.get_rng_state(),
+            },
+        }
+
+    def resume(self, folder: str | Path) -> None:
+        state = torch.load(Path(folder) / "trainer_state.pt", weights_only=False)
+        self.model.load_lora_state(state["lora"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step, self.history = state["step"], list(state["history"])
+        self.abstained_total = state["abstained_total"]
+        self.tracker.history_prompts = set(state["tracker_history"])
+        random.setstate(state["rng"]["python"])
+        np.random.set_state(state["rng"]["numpy"])
+        torch.set_rng_state(state["rng"]["torch"])
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def read_prompts(path: str | Path) -> list[dict[str, Any]]:
+    """AlphaGRPO-format JSONL (one object with "prompt" and its questions per line) or one prompt a line."""
+    path = Path(path)
+    if not path.exists():
+        raise EvalkitError(f"no prompts file {path}")
+    lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    if path.suffix == ".jsonl":
+        out = []
+        for number, line in enumerate(lines, start=1):
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise EvalkitError(f"{path}:{number}: not JSON ({error.msg})") from None
+            if not isinstance(data, dict) or not isinstance(data.get("prompt"), str):
+                raise EvalkitError(f'{path}:{number}: a line needs a "prompt" string')
+            out.append(data)
+        return out
+    return [{"prompt": line.strip()} for line in lines]
