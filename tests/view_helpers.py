@@ -94,11 +94,11 @@ def srr_geneval_run(runs: Path, limit: int = 2) -> Path:
 
 def ablation_eval_runs(out: Path) -> Path:
     """The evaluation folders of `evalkit ablate-reward` (base row, GenEval only) as its evaluator writes them."""
-    from evalkit.grpo.ablate_cli import make_evaluator
+    from evalkit.grpo.ablate import make_evaluator
 
     evaluate = make_evaluator(
         "tiny-sd3", ["geneval"], data_dir=BENCHMARKS, runs_dir=out / "tiny-sd3" / "eval", judge=None,
-        judge_config=None, detector="tiny", limit=1, seed=0, batch_size=4,
+        judge_url=None, detector="tiny", limit=1, seed=0, batch_size=4,
     )  # fmt: skip
     evaluate("base", None)
     return out

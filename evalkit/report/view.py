@@ -26,25 +26,16 @@ from evalkit.runs import read_jsonl
 ASSETS = Path(__file__).resolve().parent / "viewer"
 DISAGREE_SPREAD = 0.25  # score-only benchmarks: runs disagree when their 0-1 sample scores differ this much
 
-# Benchmark columns that name a sample category, where the name differs from the category key.
-_COLUMN_CATEGORIES = {
-    "geneval": {
-        "Single Obj.": "single_object",
-        "Two Obj.": "two_object",
-        "Counting": "counting",
-        "Colors": "colors",
-        "Position": "position",
-        "Color Attri.": "color_attr",
-    },
-    "wise": {
-        "Cultural": "CULTURE",
-        "Time": "TIME",
-        "Space": "SPACE",
-        "Biology": "BIOLOGY",
-        "Physics": "PHYSICS",
-        "Chemistry": "CHEMISTRY",
-    },
-}
+
+def _column_categories() -> dict[str, dict[str, str]]:
+    """Benchmark columns that name a sample category under another name (column -> category key)."""
+    from evalkit.benchmarks.geneval.aggregate import COLUMNS as GENEVAL_COLUMNS
+    from evalkit.benchmarks.wise.data import COLUMN_NAMES as WISE_COLUMNS
+
+    return {
+        "geneval": {column: tag for tag, column in GENEVAL_COLUMNS.items()},
+        "wise": {column: category for category, column in WISE_COLUMNS.items()},
+    }
 
 
 @dataclass
@@ -324,7 +315,7 @@ def _sample_flags(per_run: dict[int, list[dict[str, Any]]]) -> dict[str, bool]:
 
 def _column_category(bench: str, column: str, categories: set[str]) -> str | None:
     """The sample category a table column is about, when the column names one (else the whole run)."""
-    mapped = _COLUMN_CATEGORIES.get(bench, {}).get(column)
+    mapped = _column_categories().get(bench, {}).get(column)
     if mapped in categories:
         return mapped
     norm = column.lower().removeprefix("o/").strip()

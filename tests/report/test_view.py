@@ -94,7 +94,7 @@ def test_srr_rounds_think_gate_and_p_yes(tiny_runs, tmp_path):
 
 
 def test_table_cells_point_at_their_samples(tiny_runs, tmp_path):
-    from evalkit.benchmarks.geneval import COLUMNS
+    from evalkit.benchmarks.geneval.aggregate import COLUMNS
 
     report = build([tiny_runs["geneval"], tiny_runs["dpg"], tiny_runs["gedit"]], tmp_path)
     categories = {(s["p"], s["cat"]) for s in report.samples}
