@@ -8,12 +8,12 @@ import json
 import pytest
 import torch
 
-from evalkit.bagel.testing import random_pipeline, tiny_config, use_transparent_decoder
 from evalkit.bagel.train import TrainableBagel
 from evalkit.errors import EvalkitError
 from evalkit.grpo.alphagrpo import config as presets
 from evalkit.grpo.alphagrpo.trainer import AlphaGRPOTrainer, TrainerOptions, validate
 from evalkit.grpo.reward_mix import WeightedReward
+from evalkit.testing.bagel import random_pipeline, tiny_config, use_transparent_decoder
 
 PROMPTS = [{"prompt": "a red cube"}, {"prompt": "a cat"}, {"prompt": "the sky"}]
 

@@ -101,23 +101,27 @@ def validate(config: Mapping[str, Any], options: TrainerOptions, world_size: int
             f"num_gpus * sample.train_batch_size = {per_batch} must be a multiple of "
             f"sample.num_image_per_prompt = {sample['num_image_per_prompt']}"
         )
-    judged = {"dvreward", "viescore", "unifiedreward"} & set(config["reward_fn"])
-    if judged and options.judge is None:
-        raise EvalkitError(
-            f"reward {sorted(judged)[0]} needs an explicit judge (--judge hf:MODEL or --judge openai:URL)"
-        )
+    from evalkit.registry import lookup
+
+    for name in config["reward_fn"]:
+        entry = lookup("rewards", name)  # unknown name: one line with the closest known one
+        has_spec = bool(options.reward_options.get(name, {}).get("judge"))
+        if entry.needs_judge and options.judge is None and not has_spec:
+            raise EvalkitError(
+                f"reward {name} needs an explicit judge (--judge hf:MODEL, or openai:MODEL --judge-url URL)"
+            )
     if options.text_loss_compat not in ("intended", "official"):
         raise EvalkitError("text_loss_compat must be 'intended' or 'official'")
 
 
 def build_reward(config: Mapping[str, Any], options: TrainerOptions) -> WeightedReward:
     """The image reward: a weighted sum of registered evalkit rewards (`reward_fn`)."""
-    from evalkit.registry import lookup
+    from evalkit.rewards.factory import build_reward as build_one
 
-    scorers = {}
-    for name in config["reward_fn"]:
-        factory = lookup("rewards", name).load()
-        scorers[name] = factory(name, dict(options.reward_options.get(name, {})), judge=options.judge)
+    scorers = {
+        name: build_one(name, dict(options.reward_options.get(name, {})), judge=options.judge)
+        for name in config["reward_fn"]
+    }
     return WeightedReward(scorers, config["reward_fn"])
 
 
