@@ -41,9 +41,9 @@ class Benchmark(ABC):
     needs_judge: bool = False  # scored by an MLLM judge: evaluate() refuses to start without one
     columns: list[str]  # official table columns, in order, as shown in papers
     # The sampler settings of this benchmark's official eval scripts, per model family (a generator's
-    # `family`, e.g. "bagel"): a dict of settings, or the name of one of that model's own presets. Sent with
-    # every request (`request_options`); --option values still override them.
-    generation_presets: dict[str, dict[str, Any] | str] = {}
+    # `family`, e.g. "bagel"): what differs from that model's plain text-to-image (or, for edit requests,
+    # editing) settings. Sent with every request (`request_options`); --option values still override them.
+    generation_presets: dict[str, dict[str, Any]] = {}
 
     @abstractmethod
     def samples(self) -> list[Sample]:

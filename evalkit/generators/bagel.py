@@ -2,10 +2,10 @@
 
 Both run on evalkit's own BAGEL runtime (`evalkit.bagel`). Requests are grouped by their effective
 settings, size and edit/no-edit, and each group is generated in batches; batching does not change the
-images (see tests/bagel/test_bagel_model.py). A request's settings are a preset (its `preset` option, else
-the benchmark's `generation_presets["bagel"]` that the pipeline passes along, else the model's default:
-`t2i`, `edit` for input images, `rt2i` for AlphaGRPO-RT2I), overridden by `--option` values, overridden by
-the request's explicit setting options.
+images (see tests/bagel/test_bagel_model.py). A request's settings are a preset (its `preset` option; else,
+for a benchmark that sends `generation_presets["bagel"]`, `t2i` or `edit` with the benchmark's settings on
+top; else the model's default: `t2i`, `edit` for input images, `rt2i` for AlphaGRPO-RT2I), overridden by
+`--option` values, overridden by the request's explicit setting options.
 """
 
 from __future__ import annotations
@@ -172,15 +172,16 @@ class BagelGenerator(Generator):
 
     def settings(self, options: dict[str, Any], *, edit: bool = False) -> dict[str, Any]:
         """Effective sampler settings for one request."""
-        preset = options.get("preset")
-        from_benchmark = (options.get("generation_presets") or {}).get(self.family)
-        if preset is None and isinstance(from_benchmark, str):
-            preset = from_benchmark  # the benchmark names one of the model's own presets
-        if preset is None and from_benchmark is None:
-            preset = "edit" if edit and self.preset in ("t2i", "rt2i") else self.preset
-        if preset is not None and preset not in PRESETS:
+        preset = options.get("preset")  # named explicitly: the benchmark's settings do not apply
+        from_benchmark = None if preset else (options.get("generation_presets") or {}).get(self.family)
+        if preset is None:
+            if from_benchmark is not None:  # the benchmark's settings over the plain t2i / edit ones
+                preset = "edit" if edit else "t2i"
+            else:
+                preset = "edit" if edit and self.preset in ("t2i", "rt2i") else self.preset
+        if preset not in PRESETS:
             raise EvalkitError(f"unknown BAGEL preset '{preset}' (known: {', '.join(PRESETS)})")
-        out = {**(PRESETS[preset] if preset is not None else from_benchmark), **self.overrides}
+        out = {**PRESETS[preset], **(from_benchmark or {}), **self.overrides}
         for key, value in options.items():
             if key in SETTING_KEYS:
                 out[key] = _coerce(value)

@@ -198,6 +198,14 @@ class GRPOTrainer:
     def use_cfg(self, guidance_scale: float) -> bool:
         return guidance_scale > 1.0
 
+    def encode(self, texts: list[str], use_cfg: bool) -> PromptEmbeds:
+        """Prompt embeddings of a batch (with the run's negative prompt when CFG is on)."""
+        cfg = self.config
+        negative = self.negative_embeds() if use_cfg else None
+        return encode_prompts(
+            self.pipeline, texts, cfg.negative_prompt, cfg.max_sequence_length, use_cfg, negative=negative
+        )
+
     # -------------------------------------------------------------------------------------- rollouts
 
     def epoch_plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -236,14 +244,7 @@ class GRPOTrainer:
                 idx = np.arange(first + b * cfg.sample_batch_size, first + (b + 1) * cfg.sample_batch_size)
                 texts = [self.prompts[prompt_ids[i]][0] for i in idx]
                 meta = [self.prompts[prompt_ids[i]][1] for i in idx]
-                embeds = encode_prompts(
-                    self.pipeline,
-                    texts,
-                    cfg.negative_prompt,
-                    cfg.max_sequence_length,
-                    use_cfg,
-                    negative=self.negative_embeds() if use_cfg else None,
-                )
+                embeds = self.encode(texts, use_cfg)
                 noise_gens = [_generator(cfg.seed, epoch, int(i), 1) for i in idx]
                 init_key = group_ids if cfg.same_latent else np.arange(len(prompt_ids))
                 init_gens = [_generator(cfg.seed, epoch, int(init_key[i]), 0) for i in idx]
@@ -574,14 +575,7 @@ class GRPOTrainer:
             for start in range(0, len(items), cfg.sample_batch_size):
                 chunk = items[start : start + cfg.sample_batch_size]
                 texts, meta = [t for t, _ in chunk], [m for _, m in chunk]
-                embeds = encode_prompts(
-                    self.pipeline,
-                    texts,
-                    cfg.negative_prompt,
-                    cfg.max_sequence_length,
-                    use_cfg,
-                    negative=self.negative_embeds() if use_cfg else None,
-                )
+                embeds = self.encode(texts, use_cfg)
                 gens = [_generator(cfg.seed, 10**6, start + i) for i in range(len(chunk))]
                 with self.accelerator.autocast():
                     rollout = sample_with_logprob(

@@ -32,7 +32,7 @@ class DPG(Benchmark):
     """
 
     name = "dpg"
-    generation_presets = {"bagel": "t2i"}  # BAGEL's plain text-to-image preset (no official BAGEL script)
+    generation_presets = {"bagel": {}}  # BAGEL's plain t2i settings (BAGEL has no script for it)
     needs_judge = True  # `evalkit run` refuses to start without --judge
 
     def __init__(

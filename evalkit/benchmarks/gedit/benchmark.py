@@ -16,18 +16,9 @@ class GEdit(Benchmark):
     """GEdit-Bench (EN by default); samples carry the source image for editing-capable generators."""
 
     name = "gedit"
-    # BAGEL scripts/eval/run_gedit.sh (its cfg_type='serial_text_img' is not read by the official sampler)
-    generation_presets = {
-        "bagel": {
-            "num_timesteps": 50,
-            "timestep_shift": 3.0,
-            "cfg_text_scale": 4.0,
-            "cfg_renorm_min": 0.0,
-            "cfg_img_scale": 1.5,
-            "cfg_interval": (0.4, 1.0),
-            "cfg_renorm_type": "text_channel",
-        }
-    }
+    # BAGEL scripts/eval/run_gedit.sh: BAGEL's edit settings with image CFG 1.5 from t = 0.4 (its
+    # cfg_type='serial_text_img' is not read by the official sampler)
+    generation_presets = {"bagel": {"cfg_img_scale": 1.5, "cfg_interval": (0.4, 1.0)}}
     needs_judge = True  # `evalkit run` refuses to start without --judge
     protocol = "gedit"
     images_per_sample = 1

@@ -15,18 +15,8 @@ from evalkit.benchmarks.geneval.scorer import GenEvalScorer, build_geneval_score
 
 class GenEval(Benchmark):
     name = "geneval"
-    # BAGEL scripts/eval/run_geneval.sh: text CFG over the whole trajectory
-    generation_presets = {
-        "bagel": {
-            "num_timesteps": 50,
-            "timestep_shift": 3.0,
-            "cfg_text_scale": 4.0,
-            "cfg_renorm_min": 0.0,
-            "cfg_img_scale": 1.0,
-            "cfg_interval": (0.0, 1.0),
-            "cfg_renorm_type": "global",
-        }
-    }
+    # BAGEL scripts/eval/run_geneval.sh: BAGEL's t2i settings with text CFG over the whole trajectory
+    generation_presets = {"bagel": {"cfg_interval": (0.0, 1.0)}}
     columns = [*COLUMNS.values(), "Overall"]
 
     def __init__(self, data_dir: Path, protocol: str = "geneval"):

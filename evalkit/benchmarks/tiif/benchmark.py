@@ -24,7 +24,7 @@ class TIIF(Benchmark):
     """TIIF-Bench under one protocol: one image per (prompt, short|long description)."""
 
     name = "tiif"
-    generation_presets = {"bagel": "t2i"}  # BAGEL's plain text-to-image preset (no official BAGEL script)
+    generation_presets = {"bagel": {}}  # BAGEL's plain t2i settings (BAGEL has no script for it)
     needs_judge = True  # `evalkit run` refuses to start without --judge
     images_per_sample = 1
 

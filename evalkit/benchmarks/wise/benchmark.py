@@ -25,21 +25,9 @@ class WISE(Benchmark):
     """WISE under wise@legacy (default) or wise@verified; one image per prompt named by prompt_id."""
 
     name = "wise"
-    # BAGEL scripts/eval/run_wise.sh: think sampled at temperature 0.3, up to 2048 tokens
+    # BAGEL scripts/eval/run_wise.sh: BAGEL's t2i settings, thinking first (sampled at T = 0.3, <= 2048 tokens)
     generation_presets = {
-        "bagel": {
-            "num_timesteps": 50,
-            "timestep_shift": 3.0,
-            "cfg_text_scale": 4.0,
-            "cfg_renorm_min": 0.0,
-            "cfg_img_scale": 1.0,
-            "cfg_interval": (0.4, 1.0),
-            "cfg_renorm_type": "global",
-            "think": True,
-            "think_do_sample": True,
-            "think_temperature": 0.3,
-            "max_think_tokens": 2048,
-        }
+        "bagel": {"think": True, "think_do_sample": True, "think_temperature": 0.3, "max_think_tokens": 2048}
     }
     needs_judge = True  # `evalkit run` refuses to start without --judge
     images_per_sample = 1
