@@ -91,7 +91,7 @@ def verify_folder(
     from evalkit.dvreward.format import read_jsonl
     from evalkit.dvreward.verify import VERIFIER_SYSTEM_PROMPT, Verification
     from evalkit.reward_folder import IMAGE_SUFFIXES, find_images, open_image, prompt_of
-    from evalkit.rewards.dvreward import build_dvreward
+    from evalkit.rewards.factory import build_reward
     from evalkit.runs import atomic_write_bytes
 
     if not images.is_dir():
@@ -102,16 +102,10 @@ def verify_folder(
         raise EvalkitError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {images}")
     options = dict(judge_options or {})
     default_system = VERIFIER_SYSTEM_PROMPT if official_system_prompt else None
-    reward = build_dvreward(
-        judge,
-        judge_url=judge_url,
-        questions=questions,
-        method=method,
-        allow_partial=allow_partial,
-        cache_path=cache or images / "judge_cache.sqlite",
-        system_prompt=options.pop("system_prompt", default_system),
-        **options,
-    )
+    settings = dict(judge=judge, judge_url=judge_url, questions=questions, method=method,
+                    allow_partial=allow_partial, cache_path=cache or images / "judge_cache.sqlite")  # fmt: skip
+    settings["system_prompt"] = options.pop("system_prompt", default_system)
+    reward = build_reward("dvreward", {**settings, **options})
     if on_start is not None:
         on_start(len(files))
     prompts = [d.prompt for d in decompositions]
