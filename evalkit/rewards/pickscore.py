@@ -7,6 +7,10 @@ Normalisation: ``normalize="none"`` (default) returns that raw score, the number
 ``normalize="flow_grpo"`` divides it by 26, as Flow-GRPO's PickScore reward does ("norm to 0-1", ~0.83-0.92);
 this is what the reward-ablation configs train with, so weighted sums with other [0, 1] rewards stay
 balanced. GRPO advantages themselves are invariant to the scale of a single reward.
+
+Preprocessing is the PIL path the official snippet ran on (transformers 4.x ``CLIPProcessor``): PIL bicubic
+resize of the shortest side, centre crop, rescale, normalise. transformers 5 defaults to a torchvision tensor
+backend whose resize differs (scores moved by ~1e-2), so the image processor is loaded with ``backend="pil"``.
 """
 
 from __future__ import annotations
@@ -40,13 +44,14 @@ class PickScoreScorer:
         normalize: Literal["none", "flow_grpo"] = "none",
         batch_size: int = 16,
     ):
-        from transformers import AutoProcessor, CLIPModel
+        from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 
         if normalize not in ("none", "flow_grpo"):
             raise ValueError(f"normalize must be 'none' or 'flow_grpo', got {normalize!r}")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = dtype or (torch.float16 if self.device.type == "cuda" else torch.float32)
-        self.processor = AutoProcessor.from_pretrained(processor or model)
+        self.image_processor = AutoImageProcessor.from_pretrained(processor or model, backend="pil")
+        self.tokenizer = AutoTokenizer.from_pretrained(processor or model)
         self.model = CLIPModel.from_pretrained(model, dtype=dtype).to(self.device).eval()
         self.normalize = normalize
         self.batch_size = batch_size
@@ -54,13 +59,18 @@ class PickScoreScorer:
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "model": self.model.name_or_path, "normalize": self.normalize}
 
+    def pixel_values(self, images: list[Image.Image]) -> torch.Tensor:
+        """[B, 3, 224, 224] float32 pixels as the official PIL preprocessing makes them."""
+        return self.image_processor(images=[im.convert("RGB") for im in images], return_tensors="pt")[
+            "pixel_values"
+        ]
+
     @torch.no_grad()
     def _score_batch(self, images: list[Image.Image], prompts: list[str]) -> list[float]:
-        image_inputs = self.processor(images=[im.convert("RGB") for im in images], return_tensors="pt")
-        text_inputs = self.processor(
-            text=prompts, padding=True, truncation=True, max_length=77, return_tensors="pt"
+        text_inputs = self.tokenizer(
+            prompts, padding=True, truncation=True, max_length=77, return_tensors="pt"
         )
-        pixel_values = image_inputs["pixel_values"].to(self.device, self.model.dtype)
+        pixel_values = self.pixel_values(images).to(self.device, self.model.dtype)
         image_embs = _projected(self.model.get_image_features(pixel_values=pixel_values)).float()
         text_embs = _projected(
             self.model.get_text_features(

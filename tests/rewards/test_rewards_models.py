@@ -33,9 +33,10 @@ def test_pickscore_is_logit_scaled_cosine(pickscore_folder):
     scores = scorer.score(images, prompts, [{}] * 3)
     assert len(scores) == 3 and all(isinstance(s, float) for s in scores)
 
-    model, processor = scorer.model, scorer.processor
+    model = scorer.model
+    text = scorer.tokenizer(prompts, return_tensors="pt", padding=True)
     with torch.no_grad():
-        out = model(**processor(text=prompts, images=images, return_tensors="pt", padding=True))
+        out = model(**text, pixel_values=scorer.pixel_values(images))
     # CLIP's own logits_per_text diagonal is exactly exp(logit_scale) * cos(text_i, image_i).
     np.testing.assert_allclose(scores, out.logits_per_text.diag().numpy(), rtol=1e-5, atol=1e-5)
     assert abs(model.logit_scale.exp().item() - 1 / 0.07) < 1e-3  # CLIP's init: logit scale 1/0.07
