@@ -1,0 +1,105 @@
+"""Library entry point for AlphaGRPO training (`evalkit train alphagrpo` calls `train_alphagrpo`).
+
+Everything a user can get wrong (preset, `--set` keys, prompts file, judge, process count) is checked
+before any model loads. Under `torchrun` / `accelerate launch` (WORLD_SIZE > 1) a process group is
+initialised (NCCL with CUDA, else gloo) and each process trains its share.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from evalkit.errors import EvalkitError
+from evalkit.grpo.alphagrpo import config as presets
+from evalkit.grpo.alphagrpo.comm import Comm
+from evalkit.grpo.alphagrpo.trainer import AlphaGRPOTrainer, TrainerOptions, read_prompts, validate
+
+TINY = "tiny-bagel"
+
+
+def _init_distributed() -> None:
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def load_trainable(model: str, config: dict[str, Any], device: str | None = None):
+    """`tiny-bagel` (random tiny BAGEL, offline) or an official-layout BAGEL folder, with LoRA."""
+    from evalkit.bagel.train import TrainableBagel
+
+    cuda = torch.cuda.is_available()
+    device = device or ("cuda" if cuda else "cpu")
+    autocast = torch.bfloat16 if config["mixed_precision"] == "bf16" and device.startswith("cuda") else None
+    checkpointing = bool(config["train"]["use_gradient_checkpointing"])
+    if model == TINY:
+        from evalkit.testing.bagel import random_pipeline, tiny_config
+
+        pipe = random_pipeline(tiny_config(hidden=32, layers=2, heads=2, kv_heads=1), device=device)
+        rank, alpha = 4, 8  # the tiny model's hidden size is 32: r 32 would exceed it
+    else:
+        from evalkit import bagel
+
+        folder = Path(model).expanduser()
+        if not folder.is_dir():
+            raise EvalkitError(f"no BAGEL folder {folder}; pass --model PATH (official layout) or tiny-bagel")
+        pipe = bagel.load(folder, dtype=torch.float32, device=device)
+        rank, alpha = config["lora_rank"], config["lora_alpha"]
+    return TrainableBagel(
+        pipe, lora_rank=rank, lora_alpha=alpha, gradient_checkpointing=checkpointing, autocast_dtype=autocast
+    )
+
+
+def train_alphagrpo(
+    preset: str,
+    prompts: str | Path,
+    *,
+    overrides: Sequence[str] = (),
+    model: str = TINY,
+    judge: str | None = None,
+    judge_url: str | None = None,
+    out_dir: str | Path = "runs/alphagrpo",
+    steps: int | None = None,
+    max_think_tokens: int = 1024,
+    text_loss_compat: str = "intended",
+    resume: str | Path | None = None,
+    device: str | None = None,
+) -> tuple[Path, list[dict[str, Any]]]:
+    """Train and return (final adapter folder, per-step metrics). Resumes from a checkpoint folder."""
+    config = presets.resolve(preset, presets.parse_overrides(overrides))
+    records = read_prompts(prompts)
+    if not records:
+        raise EvalkitError(f"no prompts in {prompts}")
+    options = TrainerOptions(
+        run_dir=Path(out_dir),
+        steps=steps if steps is not None else config["num_epochs"],
+        max_think_tokens=max_think_tokens,
+        text_loss_compat=text_loss_compat,
+        judge=judge,
+    )
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    validate(config, options, world)
+    if resume is not None and not (Path(resume) / "trainer_state.pt").exists():
+        raise EvalkitError(f"no checkpoint in {resume} (expected trainer_state.pt)")
+    if judge is not None:
+        from evalkit.dvreward.verify import VERIFIER_SYSTEM_PROMPT
+        from evalkit.judges import load_judge
+
+        options.judge = load_judge(judge, url=judge_url, system_prompt=VERIFIER_SYSTEM_PROMPT)
+    _init_distributed()
+    trainable = load_trainable(model, config, device)
+    trainer = AlphaGRPOTrainer(trainable, config, records, options, comm=Comm())
+    if resume is not None:
+        trainer.resume(resume)
+    history = trainer.train()
+    final = Path(out_dir) / "final" / "adapter"
+    if trainer.comm.rank == 0:
+        trainable.save_adapter(final)
+    return final, history
