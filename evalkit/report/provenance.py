@@ -116,14 +116,18 @@ def base_label(run: RunFolder) -> str:
 
 
 def label_attributes(run: RunFolder) -> dict[str, Any]:
-    """The settings that may tell two runs of one model apart (shown only where they differ)."""
+    """The settings that may tell two runs of one model apart (shown only where they differ).
+
+    Benchmark options (a TIIF split, WISE's think) are keyed by protocol: they tell apart runs of one
+    protocol, never a model's runs on different benchmarks.
+    """
     gen = run.generation
     attrs: dict[str, Any] = {"seed": gen.get("seed"), "dtype": gen.get("dtype")}
     for key, value in sorted((gen.get("options") or {}).items()):
         if key != "variant":
             attrs[key] = value
     for key, value in sorted((gen.get("bench_options") or run.info.get("bench_options") or {}).items()):
-        attrs[key] = value
+        attrs[f"{run.protocol}:{key}"] = value
     srr = gen.get("srr") or {}
     for key, value in sorted(srr.items()):
         if key not in ("rounds", "gate"):
@@ -140,11 +144,18 @@ def auto_labels(runs: list[RunFolder]) -> list[str]:
     for base, members in by_base.items():
         attrs = [label_attributes(runs[i]) for i in members]
         keys = sorted({k for a in attrs for k in a})
-        varying = [
-            k for k in keys if len({json.dumps(a.get(k), sort_keys=True, default=str) for a in attrs}) > 1
-        ]
+        varying = []
+        for k in keys:
+            scope = [
+                a
+                for a, i in zip(attrs, members, strict=True)
+                if ":" not in k or k.startswith(f"{runs[i].protocol}:")
+            ]
+            if len({json.dumps(a.get(k), sort_keys=True, default=str) for a in scope}) > 1:
+                varying.append(k)
         for i, a in zip(members, attrs, strict=True):
-            extra = ", ".join(f"{k}={_short(a.get(k))}" for k in varying)
+            own = [k for k in varying if ":" not in k or k.startswith(f"{runs[i].protocol}:")]
+            extra = ", ".join(f"{k.split(':', 1)[-1]}={_short(a.get(k))}" for k in own)
             labels[i] = f"{base} [{extra}]" if extra else base
     return labels
 

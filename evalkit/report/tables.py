@@ -234,13 +234,13 @@ def _footnotes(
     seed: int,
 ) -> list[str]:
     notes = [f"protocol: {', '.join(groups)}"]
-    for protocol, members in groups.items():
-        judge = next((j for j in map(prov.judge_of, members) if j), None)
-        if judge:
-            notes.append(f"judge ({protocol}): {judge}")
-        detector = next((d for d in map(prov.detector_of, members) if d), None)
-        if detector:
-            notes.append(f"detector ({protocol}): {detector}")
+    for what, describe in (("judge", prov.judge_of), ("detector", prov.detector_of)):
+        by_text: dict[str, list[str]] = {}  # one note per distinct scorer, naming its protocols
+        for protocol, members in groups.items():
+            text = next((t for t in map(describe, members) if t), None)
+            if text:
+                by_text.setdefault(text, []).append(protocol)
+        notes += [f"{what} ({', '.join(protocols)}): {text}" for text, protocols in by_text.items()]
     random_parts = list(dict.fromkeys(p for r in runs for p in prov.random_components(r)))
     if random_parts:
         notes.append(f"random weights, numbers are pipeline checks, not results: {', '.join(random_parts)}")
@@ -250,8 +250,12 @@ def _footnotes(
         ("failures", prov.failure_note),
         ("SRR", prov.srr_note),
     ):
-        items = [f"{r.label} on {r.protocol}: {text}" for r in runs if (text := fn(r))]
-        if items:
+        by_note: dict[tuple[str, str], list[str]] = {}  # rows with the same note on a protocol share it
+        for r in runs:
+            if text := fn(r):
+                by_note.setdefault((r.protocol, text), []).append(r.label)
+        if by_note:
+            items = [f"{', '.join(labels)} on {p}: {text}" for (p, text), labels in by_note.items()]
             notes.append(f"{title}: " + "; ".join(items))
     oracle = [r.label for r in runs if (r.generation.get("srr") or {}).get("gate") == "oracle"]
     if oracle:

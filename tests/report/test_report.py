@@ -178,10 +178,8 @@ def test_footnotes_once_per_table_with_judge_partial_failures_and_random_weights
     notes = md.split("\n\n", 1)[1]
     assert notes.count("random weights") == 1 and "tiny-sd3 (generator)" in notes
     assert notes.count("judge (tiif): gpt-4.1 (openai; snapshot gpt-4.1-2025)") == 1
-    assert (
-        "partial runs: tiny-sd3 [seed=0] on tiif: 3 of 4 planned images scored (--limit 4: first 4 prompts)"
-        in notes
-    )
+    same = "tiny-sd3 [seed=0], tiny-sd3 [seed=1], tiny-sd3 [seed=2] on tiif"  # one note names every row
+    assert f"partial runs: {same}: 3 of 4 planned images scored (--limit 4: first 4 prompts)\n" in notes
     assert "1 judge failures (not scored; 3/4 images scored), most often: HTTP 500" in notes
     assert notes.count("partial runs") == 1 and notes.count("failures:") == 1
 
@@ -372,3 +370,22 @@ def test_judge_footnote_names_the_snapshots_the_server_answered_with(tmp_path):
         "judge (tiif): gpt-4.1 (openai; snapshot gpt-4.1-2025; served gpt-4.1-2025-04-14, gpt-4.1-2025-06-01)"
         in notes
     )
+
+
+def test_benchmark_options_do_not_split_a_models_row_across_benchmarks(tmp_path):
+    def with_options(run: Path, options: dict) -> Path:
+        info = json.loads((run / "run.json").read_text())
+        (run / "run.json").write_text(json.dumps({**info, "bench_options": options}))
+        return run
+
+    g = _fake_run(tmp_path, "g", "geneval", {"Overall": 0.5}, model="sd35m")
+    t = with_options(_fake_run(tmp_path, "t", "tiif", {"Overall": 0.5}, model="sd35m"), {"split": "testmini"})
+    assert [r.label for r in build_table([g, t]).rows] == ["sd35m"]
+    w1 = with_options(
+        _fake_run(tmp_path, "w1", "wise@legacy", {"Overall": 0.5}, model="sd35m"), {"think": True}
+    )
+    w2 = with_options(
+        _fake_run(tmp_path, "w2", "wise@legacy", {"Overall": 0.6}, model="sd35m"), {"think": False}
+    )
+    labels = [r.label for r in build_table([g, w1, w2]).rows]
+    assert labels == ["sd35m", "sd35m [think=true]", "sd35m [think=false]"]
