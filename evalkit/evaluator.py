@@ -14,7 +14,6 @@ model (names, options, capabilities, judge requirements, SRR settings) is checke
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,38 +244,50 @@ def srr_stage(run, bench, samples, make_refiner, srr: SRROptions, *, seed, make_
         )  # fmt: skip
 
 
-def move_records_aside(run) -> None:
-    """Keep old records under a dated name (score again without mixing scorer settings)."""
-    for path in [run.root / "records.jsonl", *run.shard_record_files()]:
-        if path.exists():
-            path.rename(path.with_name(f"{path.stem}.{time.strftime('%Y%m%d-%H%M%S')}.bak.jsonl"))
-
-
 def score_stage(run, bench, samples, score_options, shard, batch_size, rescore: bool, judge: JudgeChoice,
-                show_progress: bool = True) -> None:  # fmt: skip
+                show_progress: bool = True, retry_failed: bool = True) -> None:  # fmt: skip
+    """Score images without a current record (and failed ones, with `retry_failed`).
+
+    `rescore` is transactional: new records are staged in records.rescore-<hash>.jsonl (an interrupted
+    rescore resumes from it) and replace the old ones in one rename once every image has one; until then
+    the old records, summary and report stay in force.
+    """
     from evalkit import pipeline
-    from evalkit.runs import stable_hash
+    from evalkit.runs import read_jsonl, stable_hash
 
     config = bench.scorer_config(**score_options)
     if judge.spec:
         config["judge"] = judge.config()
+    scorer_hash = stable_hash(config)
+    target = None
     if rescore:
-        move_records_aside(run)
-    todo = pipeline.pending_records(run, bench, samples, stable_hash(config))
-    pipeline.check_scorer(run, stable_hash(config))
-    if not todo:
-        if show_progress:
-            err.print("[dim]score: every image already has a record[/dim]")
-        return
-    if judge.spec:
-        score_options = {**score_options, "judge": judge.load(run.root)}
-    scorer = bench.make_scorer(**score_options)
-    run.write_info({"scoring": config, "scorer": scorer.config()})
-    bar, advance = _bar(show_progress, "score", len(todo))
-    with bar:
-        pipeline.score(
-            run, bench, samples, lambda: scorer, config, shard=shard, batch_size=batch_size, progress=advance
+        if shard.world_size > 1:
+            raise EvalkitError(
+                "--rescore runs in one process: unset RANK/WORLD_SIZE (merge the shards first)"
+            )
+        target = run.rescore_path(scorer_hash)
+        staged = read_jsonl(target)
+        todo = pipeline.pending_records(
+            run, bench, samples, scorer_hash, retry_failed=retry_failed, records=staged
         )
+    else:
+        pipeline.check_scorer(run, scorer_hash)
+        todo = pipeline.pending_records(run, bench, samples, scorer_hash, retry_failed=retry_failed)
+    if todo:
+        if judge.spec:
+            score_options = {**score_options, "judge": judge.load(run.root)}
+        scorer = bench.make_scorer(**score_options)
+        run.write_info({"scoring": config, "scorer": scorer.config()})
+        bar, advance = _bar(show_progress, "score", len(todo))
+        with bar:
+            pipeline.score(
+                run, bench, samples, lambda: scorer, config, shard=shard, batch_size=batch_size,
+                progress=advance, retry_failed=retry_failed, target=target,
+            )  # fmt: skip
+    elif show_progress:
+        err.print("[dim]score: every image already has a record[/dim]")
+    if target is not None and target.exists():
+        run.commit_rescore(target)
 
 
 def _judge_required(bench, judge: JudgeChoice) -> None:
@@ -308,6 +319,7 @@ def evaluate(
     dtype: str | None = None,
     batch_size: int = 4,
     rescore: bool = False,
+    retry_failed: bool = True,
     think: bool = False,
     generator: Any = None,
     stages: tuple[str, ...] = ("generate", "refine", "score", "summarize"),
@@ -320,9 +332,10 @@ def evaluate(
     benchmarks; `srr` K rounds (or SRROptions) of self-reflective refinement. `generator` is an
     already-loaded generator for `model` (the run folder is still named by `model` and `model_options`).
     `stages` drops stages (e.g. ("generate",) for `evalkit gen`). On one rank of a sharded run
-    (RANK/WORLD_SIZE set) the result has no summary until `merge_run`.
+    (RANK/WORLD_SIZE set) the result has no summary until `merge_run`. Failed judge records are retried
+    unless `retry_failed=False`. The run folder is locked while this runs (see `evalkit.runlock`): a
+    second process on the same shard, or any writer beside a `rescore`, stops with the holder's pid.
     """
-    from evalkit import pipeline
     from evalkit.runs import Shard
 
     unknown = set(stages) - {"generate", "refine", "score", "summarize"}
@@ -352,6 +365,20 @@ def evaluate(
     run = open_run(model, options, dtype, seed, bench, Path(runs_dir), bench_options, srr_cfg)
     run.write_info({"limit": limit, "seed": seed})
 
+    with run.lock("evalkit run", shard=shard, exclusive=rescore):
+        return _run_stages(
+            run, bench, samples, model, options, generator, device, dtype, seed, batch_size, stages,
+            srr_options, judge_choice, score_options, shard, rescore, retry_failed, limit, show_progress,
+        )  # fmt: skip
+
+
+def _run_stages(run, bench, samples, model, options, generator, device, dtype, seed, batch_size, stages,
+                srr_options, judge_choice, score_options, shard, rescore, retry_failed, limit,
+                show_progress) -> EvalResult:  # fmt: skip
+    from evalkit import pipeline
+
+    scoring = "score" in stages
+    srr_cfg = srr_options.config()
     loaded = generator
     make_generator = (
         (lambda: loaded) if loaded is not None else generator_factory(model, options, device, dtype)
@@ -382,8 +409,9 @@ def evaluate(
     result = EvalResult(run.root, bench.name, bench.protocol, model, generator=loaded)
     if scoring:
         score_stage(
-            run, bench, samples, score_options, shard, batch_size, rescore, judge_choice, show_progress
-        )
+            run, bench, samples, score_options, shard, batch_size, rescore, judge_choice, show_progress,
+            retry_failed,
+        )  # fmt: skip
     if "summarize" in stages and shard.world_size == 1:
         result.summary = pipeline.summarize(run, bench, bench.samples()[:limit])
     return result
@@ -400,6 +428,7 @@ def score_run(
     judge_options: dict[str, Any] | None = None,
     batch_size: int = 8,
     rescore: bool = False,
+    retry_failed: bool = True,
     shard: Any = None,
     show_progress: bool = True,
 ) -> EvalResult:
@@ -425,20 +454,14 @@ def score_run(
                 f"SRR unfinished for {len(left)} images; re-run `evalkit run ... --srr K` first"
             )
     judge_choice = JudgeChoice(judge, judge_url, dict(judge_options or {}))
-    score_stage(
-        run,
-        bench,
-        samples,
-        dict(score_options or {}),
-        shard,
-        batch_size,
-        rescore,
-        judge_choice,
-        show_progress,
-    )
-    result = EvalResult(run.root, bench.name, bench.protocol, info.get("model", ""))
-    if shard.world_size == 1:
-        result.summary = pipeline.summarize(run, bench, bench.samples()[: info.get("limit")])
+    with run.lock("evalkit score", shard=shard, exclusive=rescore):
+        score_stage(
+            run, bench, samples, dict(score_options or {}), shard, batch_size, rescore, judge_choice,
+            show_progress, retry_failed,
+        )  # fmt: skip
+        result = EvalResult(run.root, bench.name, bench.protocol, info.get("model", ""))
+        if shard.world_size == 1:
+            result.summary = pipeline.summarize(run, bench, bench.samples()[: info.get("limit")])
     return result
 
 
@@ -449,7 +472,8 @@ def merge_run(run_dir: Path | str, *, data_dir: Path | str | None = None) -> tup
 
     run = Run(Path(run_dir))
     info = run.info()
-    n = run.merge_shards()
     bench = load_benchmark(info["protocol"], info["protocol"], data_dir, info.get("bench_options"))
-    summary = pipeline.summarize(run, bench, bench.samples()[: info.get("limit")])
+    with run.lock("evalkit merge", exclusive=True):
+        n = run.merge_shards()
+        summary = pipeline.summarize(run, bench, bench.samples()[: info.get("limit")])
     return n, EvalResult(run.root, bench.name, bench.protocol, info.get("model", ""), summary)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from evalkit.benchmarks.base import Benchmark, Sample, SampleScorer
@@ -145,9 +146,22 @@ def _load_input(sample: Sample):
 
 
 def pending_records(
-    run: Run, bench: Benchmark, samples: list[Sample], scorer_hash: str
+    run: Run,
+    bench: Benchmark,
+    samples: list[Sample],
+    scorer_hash: str,
+    *,
+    retry_failed: bool = True,
+    records: list[dict[str, Any]] | None = None,
 ) -> list[tuple[Sample, int]]:
-    done = {r["id"] for r in run.records() if r.get("scorer_hash") == scorer_hash}
+    """Images without a current record under `scorer_hash`. A failed record (judge error, unparseable
+    reply) counts as missing unless `retry_failed` is off: resuming retries exactly the failures."""
+    current = run.records() if records is None else records
+    done = {
+        r["id"]
+        for r in current
+        if r.get("scorer_hash") == scorer_hash and not (retry_failed and r.get("failed"))
+    }
     return [(s, k) for s in samples for k in range(bench.images_per_sample) if f"{s.id}/{k}" not in done]
 
 
@@ -159,7 +173,7 @@ def check_scorer(run: Run, scorer_hash: str) -> None:
     if other:
         raise EvalkitError(
             f"{run.root} was scored with other scorer settings ({', '.join(sorted(map(str, other)))}); "
-            "pass --rescore to move the old records aside and score again"
+            "pass --rescore to score again (the old records stay in force until it completes)"
         )
 
 
@@ -173,11 +187,19 @@ def score(
     shard: Shard = Shard(),
     batch_size: int = 8,
     progress: Progress = _noop,
+    retry_failed: bool = True,
+    target: Path | None = None,
 ) -> int:
-    """Score every image that has no record yet; returns how many records were written."""
+    """Score every image that has no record yet (or a failed one, with `retry_failed`); returns how many
+    records were written. `target` is a staging file of a transactional rescore (see `rescore`), read and
+    appended instead of the run's records."""
+    from evalkit.runs import append_jsonl, read_jsonl
+
     scorer_hash = stable_hash(scorer_config)
-    check_scorer(run, scorer_hash)
-    todo = pending_records(run, bench, samples, scorer_hash)
+    if target is None:
+        check_scorer(run, scorer_hash)
+    staged = read_jsonl(target) if target is not None else None
+    todo = pending_records(run, bench, samples, scorer_hash, retry_failed=retry_failed, records=staged)
     if not todo:
         return 0
     scorer = make_scorer()
@@ -185,19 +207,20 @@ def score(
     for chunk in _chunks(todo, batch_size):
         images = [run.load_image(s.id, k) for s, k in chunk]
         for (s, k), rec in zip(chunk, scorer.score_images([s for s, _ in chunk], images), strict=True):
-            run.append_record(
-                {
-                    "id": f"{s.id}/{k}",
-                    "sample_id": s.id,
-                    "k": k,
-                    "protocol": bench.protocol,
-                    "prompt": s.prompt,
-                    "scorer_hash": scorer_hash,
-                    "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                    **rec,
-                },
-                shard,
-            )
+            record = {
+                "id": f"{s.id}/{k}",
+                "sample_id": s.id,
+                "k": k,
+                "protocol": bench.protocol,
+                "prompt": s.prompt,
+                "scorer_hash": scorer_hash,
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                **rec,
+            }
+            if target is None:
+                run.append_record(record, shard)
+            else:
+                append_jsonl(target, record)
             written += 1
         progress(len(chunk))
     return written

@@ -352,6 +352,23 @@ class Run:
     def append_record(self, record: dict[str, Any], shard: Shard = Shard()) -> None:
         append_jsonl(self.records_path(shard), record)
 
+    def rescore_path(self, scorer_hash: str) -> Path:
+        """Where a rescore stages its records until it completes (the old records stay in force)."""
+        return self.root / f"records.rescore-{scorer_hash}.jsonl"
+
+    def commit_rescore(self, staging: Path) -> None:
+        """Make a completed rescore current in one rename; the old records are kept as a dated backup.
+
+        At every instant records.jsonl is either the old or the new set, so a crash here loses nothing.
+        """
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        current = self.root / RECORDS
+        if current.exists():
+            os.link(current, current.with_name(f"records.{stamp}.bak.jsonl"))
+        os.replace(staging, current)
+        for path in self.shard_record_files():
+            path.rename(path.with_name(f"{path.stem}.{stamp}.bak.jsonl"))
+
     def merge_shards(self) -> int:
         """Fold per-rank record files into records.jsonl (sorted), then remove them. Returns #records."""
         records = self.records()

@@ -36,6 +36,19 @@ JudgeOpt = Annotated[
 ]
 JudgeUrlOpt = Annotated[str | None, typer.Option(help="base URL of an OpenAI-compatible judge server")]
 JudgeOptionOpt = Annotated[list[str] | None, typer.Option("--judge-option", help="judge option key=value")]
+RescoreOpt = Annotated[
+    bool,
+    typer.Option(
+        help="score every image again; the old records stay in force until the new ones are complete"
+    ),
+]
+RetryFailedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--retry-failed/--no-retry-failed",
+        help="judge again the images whose judging failed (default); --no-retry-failed keeps those records",
+    ),
+]
 ThinkOpt = Annotated[bool, typer.Option(help="ask generators that support it to think before drawing")]
 
 

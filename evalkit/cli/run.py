@@ -23,6 +23,8 @@ from evalkit.cli.options import (
     ModelOpt,
     OptionOpt,
     ProtocolOpt,
+    RescoreOpt,
+    RetryFailedOpt,
     RunsDirOpt,
     ScoreOptionOpt,
     SeedOpt,
@@ -74,7 +76,8 @@ def run(
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
     batch_size: BatchOpt = 4,
-    rescore: Annotated[bool, typer.Option(help="move old records aside and score again")] = False,
+    rescore: RescoreOpt = False,
+    retry_failed: RetryFailedOpt = True,
     bench_option: BenchOptionOpt = None,
     compat: CompatOpt = None,
     judge: JudgeOpt = None,
@@ -103,7 +106,8 @@ def run(
         benchmark, model, protocol=protocol, limit=limit, seed=seed, runs_dir=runs_dir, data_dir=data_dir,
         model_options=parse_options(option), bench_options=bench_options(bench_option, compat),
         score_options=score_options(detector, score_option, device), device=device, dtype=dtype,
-        batch_size=batch_size, rescore=rescore, think=think, judge=judge, judge_url=judge_url,
+        batch_size=batch_size, rescore=rescore, retry_failed=retry_failed, think=think, judge=judge,
+        judge_url=judge_url,
         judge_options=parse_options(judge_option),
         srr=SRROptions(srr, srr_gate, srr_threshold, srr_judge, srr_judge_url, srr_questions),
     )  # fmt: skip
@@ -152,7 +156,8 @@ def score(
     detector: DetectorOpt = None,
     device: DeviceOpt = None,
     batch_size: BatchOpt = 8,
-    rescore: Annotated[bool, typer.Option(help="move old records aside and score again")] = False,
+    rescore: RescoreOpt = False,
+    retry_failed: RetryFailedOpt = True,
     judge: JudgeOpt = None,
     judge_url: JudgeUrlOpt = None,
     judge_option: JudgeOptionOpt = None,
@@ -205,7 +210,7 @@ def score(
     result = score_run(
         target, limit=limit, data_dir=data_dir, score_options=score_options(detector, score_option, device),
         judge=judge, judge_url=judge_url, judge_options=parse_options(judge_option), batch_size=batch_size,
-        rescore=rescore,
+        rescore=rescore, retry_failed=retry_failed,
     )  # fmt: skip
     if result.summary is not None:
         print_result(result)
