@@ -126,3 +126,29 @@ def build_all_runs(root: Path) -> dict[str, Path]:
     out["srr"] = srr_geneval_run(root)
     out["ablation"] = ablation_eval_runs(root / "ablate-reward")
     return out
+
+
+def train_tiny_grpo(out: Path, epochs: int = 3) -> Path:
+    """A real Flow-GRPO training folder (metrics.jsonl) on the tiny SD3 with two rewards and a KL term."""
+    from evalkit.grpo.config import GRPOConfig
+    from evalkit.grpo.trainer import GRPOTrainer
+    from evalkit.rewards.brightness import BrightnessScorer
+    from evalkit.testing.sd3 import tiny_sd3_pipeline
+
+    class Darkness:
+        name = "darkness"
+
+        def score(self, images, prompts, metadata):
+            return [1.0 - s for s in BrightnessScorer().score(images, prompts, metadata)]
+
+    config = GRPOConfig(
+        output_dir=str(out), mixed_precision="no", resolution=64, num_steps=4, group_size=4, sample_batch_size=8,
+        train_batch_size=8, num_batches_per_epoch=1, gradient_accumulation_steps=1, learning_rate=3e-3,
+        beta=0.01, rewards={"brightness": 1.0, "darkness": 0.5}, lora_rank=4, lora_alpha=128,
+        lora_target_modules=["to_q", "to_k", "to_v", "to_out.0"], max_sequence_length=16, save_freq=0,
+        ema=False, async_rewards=False, seed=0,
+    )  # fmt: skip
+    scorers = {"brightness": BrightnessScorer(), "darkness": Darkness()}
+    prompts = ["a photo of a cat", "a red car", "two dogs", "a blue bird"]
+    GRPOTrainer(config, tiny_sd3_pipeline(), scorers, prompts).train(num_epochs=epochs)
+    return out
