@@ -26,8 +26,14 @@ pytestmark = pytest.mark.skipif(
 PAGE = 60  # samples rendered before "Show more" (viewer.js)
 
 
-def _count(page: Chromium) -> int:
-    return int(page.run("return document.getElementById('count').dataset.count"))
+def _count(page: Chromium, expected: int | None = None, timeout: float = 5.0) -> int:
+    """The shown count; with `expected`, waits for it (hash changes re-render after the click returns)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        count = int(page.run("return document.getElementById('count').dataset.count"))
+        if expected is None or count == expected or time.monotonic() > deadline:
+            return count
+        time.sleep(0.05)
 
 
 def _rendered(page: Chromium) -> int:
@@ -78,14 +84,14 @@ def test_viewer_in_headless_chromium(tiny_runs, tmp_path):
         assert page.run("return document.querySelectorAll('#grid svg rect').length") == boxes
 
         page.click("#f-status option[value='err']")  # a real click on the filter
-        assert _count(page) == _rendered(page) == failed
+        assert _count(page, failed) == _rendered(page) == failed
 
         page.click("#f-reset")
-        assert _count(page) == total
+        assert _count(page, total) == total
         target = report.samples[-1]
         page.type("#f-text", target["prompt"][:40])
         expected = sum(target["prompt"][:40].lower() in s["prompt"].lower() for s in report.samples)
-        assert 0 < _count(page) == expected < total or expected == total
+        assert 0 < _count(page, expected) == expected < total or expected == total
 
         page.click("#f-reset")
         geneval = next(t for t in report.tables if t["protocol"] == "geneval")
@@ -98,13 +104,14 @@ def test_viewer_in_headless_chromium(tiny_runs, tmp_path):
             s for s in report.samples
             if s["p"] == "geneval" and s["cat"] == geneval["cats"][column] and str(row["run"]) in s["runs"]
         ]  # fmt: skip
-        assert _count(page) == len(in_cell) < total
+        assert _count(page, len(in_cell)) == len(in_cell) < total
         assert page.run("return document.getElementById('f-cat').value") == geneval["cats"][column]
 
         page.click("#f-reset")
         page.click("#f-protocol option[value='geneval']")
         srr = next(i for i, r in enumerate(report.runs) if r["path"].endswith(tiny_runs["srr"].name))
         page.click(f"#f-run option[value='{srr}']")
+        assert _count(page, sum(str(srr) in s["runs"] for s in report.samples)) > 0
         assert page.run("return document.querySelectorAll('#grid .srr .round').length") > 0
         page.run("window.scrollTo(0, 0)")
         shot = page.screenshot(tmp_path / "viewer.png")
