@@ -7,17 +7,49 @@ import sys
 from pathlib import Path
 
 import pytest
-from fixture_paths import BENCHMARKS, FIXTURES, SHARED  # noqa: F401 - re-exported for older imports
+from fixture_paths import (  # noqa: F401 - re-exported for older imports
+    BENCHMARKS,
+    FIXTURES,
+    REQUIRE_ENV,
+    SHARED,
+    fixtures_required,
+    need,
+)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under EVALKIT_REQUIRE_FIXTURES=1 (CI) the run stops at once when the shared parity data is missing."""
+    if fixtures_required():
+        missing = [str(p) for p in (FIXTURES, BENCHMARKS) if not p.is_dir()]
+        if missing:
+            raise pytest.UsageError(f"{REQUIRE_ENV} is set but {', '.join(missing)} is missing")
+
+
+# Words a skip reason uses when the thing missing is official data or a fixture (see fixture_paths.need).
+_DATA_SKIP_WORDS = ("fixture", "../shared", "benchmark data", "official data")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under EVALKIT_REQUIRE_FIXTURES=1 a test that skips because parity data is absent fails instead."""
+    outcome = yield
+    report = outcome.get_result()
+    if fixtures_required() and report.skipped and isinstance(report.longrepr, tuple):
+        reason = str(report.longrepr[2]).lower()
+        if any(word in reason for word in _DATA_SKIP_WORDS):
+            report.outcome = "failed"
+            report.longrepr = f"{REQUIRE_ENV} is set, but the test skipped: {report.longrepr[2]}"
+
+
 @pytest.fixture
 def data_dir() -> Path:
-    if not (BENCHMARKS / "geneval" / "evaluation_metadata.jsonl").exists():
-        pytest.skip("official benchmark data (../shared/benchmarks) not present")
+    need(
+        BENCHMARKS / "geneval" / "evaluation_metadata.jsonl", "official benchmark data (../shared/benchmarks)"
+    )
     return BENCHMARKS
 
 
