@@ -42,15 +42,34 @@ def protocol(protocol_id: str) -> dict[str, Any]:
 def read_json_lines(path: Path) -> list[tuple[int, Any]]:
     """(line number, parsed value) of each non-blank line; invalid JSON is a DataError naming file:line."""
     rows = []
-    with Path(path).open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append((n, json.loads(line)))
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{n}: invalid JSON ({e.msg})") from None
+    for n, line in enumerate(read_text_file(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((n, json.loads(line)))
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{n}: invalid JSON ({e.msg})") from None
     return rows
+
+
+def read_text_file(path: Path) -> str:
+    """A UTF-8 text file; a directory, an unreadable file or other bytes are one DataError with the fix."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except IsADirectoryError:
+        raise DataError(f"{path} is a directory, not a file; pass the file itself") from None
+    except FileNotFoundError:
+        raise DataError(f"no such file: {path}") from None
+    except OSError as e:
+        raise DataError(f"cannot read {path} ({e.strerror})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}:{line}: not UTF-8 text (byte {e.start}); re-save the file as UTF-8"
+        ) from None
 
 
 def sha256_of(path: Path) -> str:

@@ -195,6 +195,50 @@ def _bar(show: bool, description: str, total: int):
     return contextlib.nullcontext(), lambda n: None
 
 
+MAX_PROMPT_CHARS = 20_000  # far above any official prompt (DPG-Bench's longest are ~2k characters)
+
+
+def check_counts(limit: int | None, batch_size: int) -> None:
+    """Refuse counts that would silently mean something else (`--limit -1` ran everything, 0 nothing)."""
+    if limit is not None and (isinstance(limit, bool) or int(limit) < 1):
+        raise EvalkitError(f"--limit must be at least 1 (got {limit}); leave it out to run every sample")
+    if int(batch_size) < 1:
+        raise EvalkitError(f"--batch-size must be at least 1 (got {batch_size})")
+
+
+def check_samples(bench, samples: list) -> None:
+    """Refuse an empty selection and prompts larger than MAX_PROMPT_CHARS before anything loads."""
+    if not samples:
+        raise EvalkitError(
+            f"no samples to run: the {bench.name} data has none (or this shard got none); "
+            "check the data files (`evalkit data verify`) and --limit"
+        )
+    for sample in samples:
+        if len(sample.prompt) > MAX_PROMPT_CHARS:
+            raise EvalkitError(
+                f"sample {str(sample.id)[:40]!r}: prompt of {len(sample.prompt)} characters is over the "
+                f"{MAX_PROMPT_CHARS} limit; fix the data file"
+            )
+
+
+def checked_scorer_config(bench, score_options: dict[str, Any]) -> dict[str, Any]:
+    """The scorer config; a bad --score-option value is one line instead of a traceback."""
+    try:
+        return bench.scorer_config(**score_options)
+    except EvalkitError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise EvalkitError(f"bad --score-option for {bench.name}: {e}") from None
+
+
+def check_judge(judge: JudgeChoice) -> None:
+    """Judge backend and options checked without loading the judge (credentials never as options)."""
+    if judge.spec:
+        from evalkit.judges import check_spec
+
+        check_spec(judge.spec, judge.options)
+
+
 # -- stages ------------------------------------------------------------------------------------------
 def generate_stage(run, bench, samples, make_generator, *, seed: int, batch_size: int, show_progress=True):
     """Make missing images; returns the loaded generator (None when nothing was missing)."""
@@ -255,7 +299,7 @@ def score_stage(run, bench, samples, score_options, shard, batch_size, rescore: 
     from evalkit import pipeline
     from evalkit.runs import read_jsonl, stable_hash
 
-    config = bench.scorer_config(**score_options)
+    config = checked_scorer_config(bench, score_options)
     if judge.spec:
         config["judge"] = judge.config()
     scorer_hash = stable_hash(config)
@@ -341,6 +385,7 @@ def evaluate(
     unknown = set(stages) - {"generate", "refine", "score", "summarize"}
     if unknown:
         raise EvalkitError(f"unknown stage(s) {sorted(unknown)}: use generate, refine, score, summarize")
+    check_counts(limit, batch_size)
     bench_options = dict(bench_options or {})
     bench = load_benchmark(benchmark, protocol, data_dir, bench_options)
     options = dict(model_options or {})
@@ -348,6 +393,7 @@ def evaluate(
         options["think"] = True
     shard = shard or Shard.from_env()
     samples = shard.select(bench.samples()[:limit])
+    check_samples(bench, samples)
     srr_options = srr if isinstance(srr, SRROptions) else SRROptions(int(srr or 0))
     if "refine" not in stages:
         srr_options = SRROptions(0)
@@ -356,14 +402,20 @@ def evaluate(
     scoring = "score" in stages
     if scoring:
         _judge_required(bench, judge_choice)
+        check_judge(judge_choice)
     score_options = dict(score_options or {})
     if device and "device" not in score_options:
         score_options["device"] = device
     if scoring:
-        bench.scorer_config(**score_options)  # refuse bad scorer options before generating anything
+        checked_scorer_config(bench, score_options)  # refuse bad scorer options before generating anything
     srr_cfg = srr_options.config()
-    run = open_run(model, options, dtype, seed, bench, Path(runs_dir), bench_options, srr_cfg)
-    run.write_info({"limit": limit, "seed": seed})
+    try:
+        run = open_run(model, options, dtype, seed, bench, Path(runs_dir), bench_options, srr_cfg)
+        run.write_info({"limit": limit, "seed": seed})
+    except OSError as e:
+        raise EvalkitError(
+            f"cannot write a run folder under --runs-dir {runs_dir} ({e.strerror}); pass a writable folder"
+        ) from None
 
     with run.lock("evalkit run", shard=shard, exclusive=rescore):
         return _run_stages(
@@ -441,6 +493,7 @@ def score_run(
         raise EvalkitError(
             f"{path} is not a run folder (no run.json); did you mean `evalkit run {path} ...`?"
         )
+    check_counts(limit, batch_size)
     run = Run(path)
     info = run.info()
     bench = load_benchmark(info["protocol"], info["protocol"], data_dir, info.get("bench_options"))
@@ -454,6 +507,7 @@ def score_run(
                 f"SRR unfinished for {len(left)} images; re-run `evalkit run ... --srr K` first"
             )
     judge_choice = JudgeChoice(judge, judge_url, dict(judge_options or {}))
+    check_judge(judge_choice)
     with run.lock("evalkit score", shard=shard, exclusive=rescore):
         score_stage(
             run, bench, samples, dict(score_options or {}), shard, batch_size, rescore, judge_choice,

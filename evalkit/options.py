@@ -92,3 +92,11 @@ def parse_options(schema: type[T], values: dict[str, Any], *, owner: str, allow_
 def describe(schema: type) -> list[tuple[str, str]]:
     """(name, help) per option, for listings."""
     return [(f.name, f.metadata.get("help", "")) for f in dataclasses.fields(schema)]
+
+
+def require_at_least_one(options: Any, names: tuple[str, ...]) -> None:
+    """Counts and sizes (steps, pixels, batch) below 1 are one line, not a crash deep in a pipeline."""
+    for name in names:
+        value = getattr(options, name)
+        if value is not None and not isinstance(value, bool) and value < 1:
+            raise EvalkitError(f"option {name}={value} must be at least 1 (-o {name}=N)")

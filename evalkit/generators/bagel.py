@@ -23,7 +23,7 @@ from PIL import Image
 
 from evalkit.errors import EvalkitError, MissingWeightsError
 from evalkit.generators.base import Generation, GenerationRequest, Generator, ModelSpec
-from evalkit.options import option
+from evalkit.options import option, require_at_least_one
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,9 @@ class BagelOptions:
     max_think_tokens: int | None = option(None, "think budget in tokens (1000)")
     think_do_sample: bool | None = option(None, "sample the think text (rt2i: true)")
     think_temperature: float | None = option(None, "think sampling temperature (rt2i: 0.3)")
+
+    def __post_init__(self) -> None:
+        require_at_least_one(self, ("resolution", "batch_size", "num_timesteps", "max_think_tokens"))
 
 
 # AlphaGRPO's eval scripts build the ViT transform with a 378-px short-edge minimum (BAGEL: 224).

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from evalkit.generators.base import Generation, GenerationRequest, Generator, ModelSpec
-from evalkit.options import option
+from evalkit.options import option, require_at_least_one
 
 # Defaults per preset; every key is overridable with --option key=value.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -59,6 +59,11 @@ class DiffusersOptions:
     batch_size: int | None = option(None, "images per pipeline call (default 4; does not change images)")
     lora: str | None = option(None, "a LoRA folder to load (e.g. saved by `evalkit train`)")
     think: bool | None = option(None, "refused: diffusers pipelines have no think mode")
+
+    def __post_init__(self) -> None:
+        require_at_least_one(
+            self, ("height", "width", "num_inference_steps", "max_sequence_length", "batch_size")
+        )
 
 
 THINK_ERROR = (

@@ -103,6 +103,16 @@ def option_names(backend: str) -> list[str]:
     return sorted(names)
 
 
+def check_spec(spec: str, options: dict[str, Any]) -> None:
+    """Check a judge spec's backend and options without loading anything."""
+    from evalkit.errors import did_you_mean
+
+    backend = spec.partition(":")[0].strip().lower()
+    if backend not in BACKENDS:
+        raise did_you_mean("judge backend", backend, list(BACKENDS))
+    check_options(backend, options)
+
+
 def check_options(backend: str, options: dict[str, Any]) -> None:
     """Refuse a credential given as an option (it would end up in shell history and run.json) and any
     option the backend does not know, with the closest known name."""

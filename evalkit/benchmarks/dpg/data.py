@@ -10,7 +10,7 @@ from typing import Any
 
 from PIL import Image
 
-from evalkit.data import read_json_lines
+from evalkit.data import read_json_lines, read_text_file
 from evalkit.errors import DataError, EvalkitError
 
 PROTOCOLS = ("dpg", "dpg@official")
@@ -82,7 +82,7 @@ def load_prompts(root: Path) -> list[tuple[str, str]]:
     folder = root / "prompts"
     if not folder.is_dir():
         raise DataError(f"DPG-Bench prompts missing under {root} (run `evalkit data fetch dpg`)")
-    return [(p.stem, p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.txt"))]
+    return [(p.stem, read_text_file(p)) for p in sorted(folder.glob("*.txt"))]
 
 
 def _parse_int(text: str, what: str, where: str) -> int:

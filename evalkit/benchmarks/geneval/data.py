@@ -7,12 +7,13 @@ from typing import Any
 
 from evalkit import data
 from evalkit.benchmarks.geneval.rules import RELATIONS, TAGS
+from evalkit.data import read_text_file
 from evalkit.errors import DataError
 
 
 def load_object_names(data_dir: Path) -> list[str]:
     path = data.require_file(data_dir, "geneval/object_names.txt", "geneval")
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    names = [line.strip() for line in read_text_file(path).splitlines() if line.strip()]
     if len(names) != 80:
         raise DataError(f"{path}: expected the 80 COCO class names, found {len(names)}")
     return names

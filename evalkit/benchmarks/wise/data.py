@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evalkit.data import read_text_file
 from evalkit.errors import DataError, EvalkitError
 
 PROTOCOLS = ("wise@legacy", "wise@verified")
@@ -145,7 +146,7 @@ def _load_json_array(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise DataError(f"WISE file missing: {path} (run `evalkit data fetch wise`)")
     rows = []
-    for line, row in _array_entries(path.read_text(encoding="utf-8"), path):
+    for line, row in _array_entries(read_text_file(path), path):
         where = f"{path}:{line}"
         if not isinstance(row, dict):
             raise DataError(f"{where}: expected an object")
