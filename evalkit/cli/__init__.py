@@ -10,9 +10,10 @@ import sys
 
 import typer
 
-from evalkit.cli import ablate, listing, report, run, train
+from evalkit.cli import ablate, listing, report, run, train, view
 from evalkit.cli.data import data_app
 from evalkit.cli.dvreward import dvreward_app
+from evalkit.cli.plot import plot_app
 from evalkit.console import err
 from evalkit.errors import EvalkitError
 
@@ -22,6 +23,8 @@ app = typer.Typer(
 listing.register(app)
 run.register(app)
 report.register(app)
+view.register(app)
+app.add_typer(plot_app, name="plot")
 app.add_typer(data_app, name="data")
 app.add_typer(dvreward_app, name="dvreward")
 ablate.register(app)

@@ -105,3 +105,17 @@ def test_training_curves_from_metrics_jsonl(tmp_path):
     _check_files(training_curves([train, train], tmp_path / "curves", labels=["run a", "run b"]))
     with pytest.raises(EvalkitError, match="no metrics.jsonl"):
         read_metrics(tmp_path)
+
+
+def test_plot_commands(cli, tiny_runs, tmp_path):
+    dirs = [tiny_runs[k] for k in ("geneval", "tiif", "wise", "dpg")]
+    code, out, err = cli("plot", "radar", *dirs, "--out", tmp_path / "radar")
+    assert code == 0, err
+    assert out.split() == [str(tmp_path / "radar.png"), str(tmp_path / "radar.pdf")]
+    code, out, err = cli("plot", "srr", tiny_runs["srr"], "--out", tmp_path / "srr")
+    assert code == 0 and (tmp_path / "srr.pdf").exists(), err
+    code, out, err = cli("plot", "bars", tiny_runs["geneval"], "--resamples", 20, "--out", tmp_path / "bars")
+    assert code == 0 and (tmp_path / "bars.png").exists(), err
+    for args in (("srr", tiny_runs["geneval"]), ("curves", tmp_path), ("radar", tiny_runs["geneval"])):
+        code, _, err = cli("plot", *args)
+        assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err

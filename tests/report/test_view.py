@@ -161,3 +161,12 @@ def test_folders_without_runs_are_refused(tmp_path):
         find_runs([tmp_path])
     with pytest.raises(EvalkitError, match="not a folder"):
         find_runs([tmp_path / "missing"])
+
+
+def test_view_command(cli, tiny_runs, tmp_path):
+    out = tmp_path / "view"
+    code, stdout, err = cli("view", tiny_runs["geneval"], tiny_runs["ablation"], "--out", out)
+    assert code == 0, err
+    assert stdout.strip() == str(out / "index.html") and (out / "index.html").exists()
+    code, _, err = cli("view", tmp_path / "missing")
+    assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
