@@ -140,6 +140,10 @@ def generation_config(
         config["bench_options"] = bench_options
     if srr:
         config["srr"] = srr  # refined images differ: a run folder of their own, rows labelled with K and gate
+    from evalkit.runs import data_fingerprint
+
+    # the content of every sample (prompt, metadata, input image): edited data gets a folder of its own
+    config["data"] = data_fingerprint(bench.samples())
     return config
 
 
@@ -497,6 +501,15 @@ def score_run(
     run = Run(path)
     info = run.info()
     bench = load_benchmark(info["protocol"], info["protocol"], data_dir, info.get("bench_options"))
+    made_from = (info.get("generation") or {}).get("data")
+    if made_from is not None:
+        from evalkit.runs import data_fingerprint
+
+        if data_fingerprint(bench.samples()) != made_from:
+            raise EvalkitError(
+                f"the {bench.name} data changed since the images of {path} were made; "
+                "run `evalkit run` again (changed data gets a run folder of its own)"
+            )
     shard = shard or Shard.from_env()
     samples = shard.select(bench.samples()[: limit if limit is not None else info.get("limit")])
     if info["generation"].get("srr"):

@@ -56,6 +56,27 @@ def safe_name(sample_id: Any) -> str:
     return f"{cleaned[: MAX_NAME - 13]}~{digest}"
 
 
+def sample_fingerprint(sample: Any) -> str:
+    """sha256 of what a sample feeds the model and scorer: id, prompt, metadata and input image bytes."""
+    digest = hashlib.sha256()
+    parts = {"id": str(sample.id), "prompt": sample.prompt, "metadata": sample.metadata}
+    digest.update(json.dumps(parts, sort_keys=True, default=str).encode())
+    if getattr(sample, "input_image", None) is not None:
+        with open(sample.input_image, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def data_fingerprint(samples: list[Any]) -> str:
+    """One hash over every sample's fingerprint: part of the run folder's name, so changed benchmark
+    data never meets images or records made from the old data."""
+    digest = hashlib.sha256()
+    for sample in samples:
+        digest.update(sample_fingerprint(sample).encode())
+    return digest.hexdigest()[:16]
+
+
 def sample_seed(global_seed: int, benchmark: str, sample_id: str, k: int) -> int:
     """Per-image seed from (global seed, benchmark, sample id, k): independent of sharding and batch size."""
     digest = hashlib.sha256(f"{global_seed}|{benchmark}|{sample_id}|{k}".encode()).digest()
