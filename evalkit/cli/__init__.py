@@ -61,8 +61,17 @@ def usage_line(error: Exception) -> str:
     return explain(error)
 
 
+def _click_exceptions():
+    """The click exception classes typer raises: its bundled copy (typer >= 0.20), else click's own."""
+    try:
+        from typer._click import exceptions
+    except ImportError:  # a typer that uses the click package
+        from click import exceptions
+    return exceptions.NoArgsIsHelpError, exceptions.UsageError
+
+
 def main() -> None:
-    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+    NoArgsIsHelpError, UsageError = _click_exceptions()  # noqa: N806 - exception classes
 
     _quiet_libraries()
     try:
