@@ -235,6 +235,14 @@ def checked_scorer_config(bench, score_options: dict[str, Any]) -> dict[str, Any
         raise EvalkitError(f"bad --score-option for {bench.name}: {e}") from None
 
 
+def _with_device(bench, score_options: dict[str, Any], device: str | None) -> dict[str, Any]:
+    """The run's device also places the scorer's models, for scorers that take one (GenEval's detector)."""
+    takes_device = bench.scorer_options is None or "device" in bench.scorer_options
+    if device and takes_device and "device" not in score_options:
+        score_options["device"] = device
+    return score_options
+
+
 def check_judge(judge: JudgeChoice) -> None:
     """Judge backend and options checked without loading the judge (credentials never as options)."""
     if judge.spec:
@@ -407,9 +415,7 @@ def evaluate(
     if scoring:
         _judge_required(bench, judge_choice)
         check_judge(judge_choice)
-    score_options = dict(score_options or {})
-    if device and "device" not in score_options:
-        score_options["device"] = device
+    score_options = _with_device(bench, dict(score_options or {}), device)
     if scoring:
         checked_scorer_config(bench, score_options)  # refuse bad scorer options before generating anything
     srr_cfg = srr_options.config()
@@ -482,6 +488,7 @@ def score_run(
     judge: str | None = None,
     judge_url: str | None = None,
     judge_options: dict[str, Any] | None = None,
+    device: str | None = None,
     batch_size: int = 8,
     rescore: bool = False,
     retry_failed: bool = True,
@@ -523,8 +530,8 @@ def score_run(
     check_judge(judge_choice)
     with run.lock("evalkit score", shard=shard, exclusive=rescore):
         score_stage(
-            run, bench, samples, dict(score_options or {}), shard, batch_size, rescore, judge_choice,
-            show_progress, retry_failed,
+            run, bench, samples, _with_device(bench, dict(score_options or {}), device), shard,
+            batch_size, rescore, judge_choice, show_progress, retry_failed,
         )  # fmt: skip
         result = EvalResult(run.root, bench.name, bench.protocol, info.get("model", ""))
         if shard.world_size == 1:

@@ -39,6 +39,9 @@ class Benchmark(ABC):
     protocol: str
     images_per_sample: int = 1
     needs_judge: bool = False  # scored by an MLLM judge: evaluate() refuses to start without one
+    # The `--score-option` keys its scorer takes, checked (with did-you-mean) before any model loads;
+    # None: the benchmark checks them itself in `scorer_config`.
+    scorer_options: tuple[str, ...] | None = None
     columns: list[str]  # official table columns, in order, as shown in papers
     # The sampler settings of this benchmark's official eval scripts, per model family (a generator's
     # `family`, e.g. "bagel"): what differs from that model's plain text-to-image (or, for edit requests,
@@ -63,7 +66,18 @@ class Benchmark(ABC):
 
     def scorer_config(self, **options: Any) -> dict[str, Any]:
         """The scorer settings with defaults filled in; its hash keys the records (known before loading)."""
+        self.check_scorer_options(options)
         return dict(options)
+
+    def check_scorer_options(self, options: dict[str, Any]) -> None:
+        """Refuse a scorer option this benchmark's scorer does not take, with the closest known one."""
+        if self.scorer_options is None:
+            return
+        from evalkit.errors import did_you_mean
+
+        for key in options:
+            if key not in self.scorer_options:
+                raise did_you_mean(f"{self.name} scorer option", key, list(self.scorer_options) or ["(none)"])
 
     @abstractmethod
     def make_scorer(self, **options: Any) -> SampleScorer:

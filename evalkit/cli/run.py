@@ -42,12 +42,11 @@ def bench_options(bench_option: list[str] | None, compat: str | None) -> dict[st
     return options
 
 
-def score_options(detector: str | None, score_option: list[str] | None, device: str | None) -> dict[str, Any]:
+def score_options(detector: str | None, score_option: list[str] | None) -> dict[str, Any]:
+    """--score-option pairs and --detector (the run's --device reaches scorers that take one)."""
     options = parse_options(score_option)
     if detector:
         options["detector"] = detector
-    if device:
-        options["device"] = device
     return options
 
 
@@ -105,7 +104,7 @@ def run(
     result = evaluate(
         benchmark, model, protocol=protocol, limit=limit, seed=seed, runs_dir=runs_dir, data_dir=data_dir,
         model_options=parse_options(option), bench_options=bench_options(bench_option, compat),
-        score_options=score_options(detector, score_option, device), device=device, dtype=dtype,
+        score_options=score_options(detector, score_option), device=device, dtype=dtype,
         batch_size=batch_size, rescore=rescore, retry_failed=retry_failed, think=think, judge=judge,
         judge_url=judge_url,
         judge_options=parse_options(judge_option),
@@ -208,8 +207,8 @@ def score(
     from evalkit.evaluator import score_run
 
     result = score_run(
-        target, limit=limit, data_dir=data_dir, score_options=score_options(detector, score_option, device),
-        judge=judge, judge_url=judge_url, judge_options=parse_options(judge_option), batch_size=batch_size,
+        target, limit=limit, data_dir=data_dir, score_options=score_options(detector, score_option),
+        device=device, judge=judge, judge_url=judge_url, judge_options=parse_options(judge_option), batch_size=batch_size,
         rescore=rescore, retry_failed=retry_failed,
     )  # fmt: skip
     if result.summary is not None:

@@ -8,7 +8,7 @@ import pytest
 
 from evalkit import registry
 from evalkit.benchmarks.base import Benchmark, Sample
-from evalkit.errors import DataError
+from evalkit.errors import DataError, EvalkitError
 
 NAMES = sorted(registry.entries("benchmarks"))
 
@@ -32,3 +32,5 @@ def test_benchmark_contract(name, data_dir):
         json.dumps(bench.request_options(sample))  # travels in run.json and sidecars
         assert isinstance(bench.derived_names(sample), list)
     json.dumps(bench.scorer_config())  # hashed into records before any scorer loads
+    with pytest.raises(EvalkitError, match="no_such_option"):  # refused before any model loads
+        bench.scorer_config(no_such_option=1)

@@ -42,6 +42,9 @@ def test_checks_come_before_any_work(data_dir, tmp_path):
         evalkit.evaluate("tiif", "tiny-sd3", limit=1, data_dir=data_dir, runs_dir=tmp_path)
     with pytest.raises(EvalkitError, match="did you mean 'geneval'"):
         evalkit.evaluate("genevla", "tiny-sd3", data_dir=data_dir, runs_dir=tmp_path)
+    with pytest.raises(EvalkitError, match="did you mean 'max_attempts'"):
+        evalkit.evaluate("tiif", "tiny-sd3", judge="tiny", score_options={"max_atempts": 2}, data_dir=data_dir,
+                         runs_dir=tmp_path)  # fmt: skip
     with pytest.raises(EvalkitError, match="unknown stage"):
         evalkit.evaluate("geneval", "tiny-sd3", data_dir=data_dir, runs_dir=tmp_path, stages=("draw",))
     with pytest.raises(EvalkitError, match="unknown SRR gate"):

@@ -34,6 +34,7 @@ class DPG(Benchmark):
     name = "dpg"
     generation_presets = {"bagel": {}}  # BAGEL's plain t2i settings (BAGEL has no script for it)
     needs_judge = True  # `evalkit run` refuses to start without --judge
+    scorer_options = ("resolution", "threshold", "input")  # DPGScorer's keywords the user may set
 
     def __init__(
         self,
@@ -73,6 +74,7 @@ class DPG(Benchmark):
     def scorer_config(self, **options: Any) -> dict[str, Any]:
         """A run scores its generated images one cell per record; ``input="grid"`` is for scoring saved
         grid images outside a run (DPGScorer, score_folder)."""
+        self.check_scorer_options(options)
         if options.get("input", "cell") != "cell":
             raise EvalkitError(
                 "a DPG-Bench run scores each generated image (input=cell); its samples/<id>/grid.png "

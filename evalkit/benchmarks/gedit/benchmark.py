@@ -20,6 +20,7 @@ class GEdit(Benchmark):
     # cfg_type='serial_text_img' is not read by the official sampler)
     generation_presets = {"bagel": {"cfg_img_scale": 1.5, "cfg_interval": (0.4, 1.0)}}
     needs_judge = True  # `evalkit run` refuses to start without --judge
+    scorer_options = ("rounds", "temperature", "max_tokens", "jpeg")  # GEditScorer's keywords
     protocol = "gedit"
     images_per_sample = 1
 

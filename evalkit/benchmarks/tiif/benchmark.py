@@ -26,6 +26,7 @@ class TIIF(Benchmark):
     name = "tiif"
     generation_presets = {"bagel": {}}  # BAGEL's plain t2i settings (BAGEL has no script for it)
     needs_judge = True  # `evalkit run` refuses to start without --judge
+    scorer_options = ("seed", "max_attempts", "max_tokens")  # TIIFScorer's keywords
     images_per_sample = 1
 
     def __init__(

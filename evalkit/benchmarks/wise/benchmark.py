@@ -30,6 +30,7 @@ class WISE(Benchmark):
         "bagel": {"think": True, "think_do_sample": True, "think_temperature": 0.3, "max_think_tokens": 2048}
     }
     needs_judge = True  # `evalkit run` refuses to start without --judge
+    scorer_options = ("max_attempts", "max_tokens")  # WISEScorer's keywords
     images_per_sample = 1
 
     def __init__(
