@@ -6,6 +6,7 @@ Writes synthetic run folders in the exact layout of evalkit/runs.py (run.json, s
 
     python bench/view_report.py                 # 1 run and 2 runs, no SRR
     python bench/view_report.py --runs 3 --srr 2
+    python bench/view_report.py --browser      # also: page load + first render and a filter in Chromium
 """
 
 from __future__ import annotations
@@ -65,7 +66,9 @@ def make_run(root: Path, seed: int, srr: int) -> Path:
                  "details": boxes, "metadata": {"tag": tag, "include": [{"class": "dog", "count": 2}]}}
             )  # fmt: skip
     (run / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    (run / "run.json").write_text(json.dumps({"model": f"model{seed}", "protocol": "geneval", "generation": {}}))
+    (run / "run.json").write_text(
+        json.dumps({"model": f"model{seed}", "protocol": "geneval", "generation": {}})
+    )
     table = {"Single Obj.": 0.6, "Overall": 0.6}
     summary = {"benchmark": "geneval", "protocol": "geneval", "table": table, "n_scored": len(records)}
     (run / "summary.json").write_text(json.dumps(summary))
@@ -78,10 +81,38 @@ def timed(runs: list[Path], out: Path) -> tuple[float, int]:
     return time.perf_counter() - start, page.stat().st_size
 
 
+def browser_timings(page: Path) -> None:
+    """Load the page in headless Chromium (tests/chromium_driver.py) and time first render and a filter."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from chromium_driver import Chromium, find_browser
+
+    found = find_browser()
+    if found is None:
+        print("browser: chromium + chromedriver not installed, skipped")
+        return
+    with Chromium(*found) as browser:
+        start = time.perf_counter()
+        browser.open(page.as_uri())  # returns after the load event: data parsed and first page rendered
+        loaded = time.perf_counter() - start
+        total = browser.run("return document.getElementById('count').dataset.count")
+        start = time.perf_counter()
+        browser.click("#f-status option[value='fail']")
+        shown = browser.run("return document.getElementById('count').dataset.count")
+        filtered = time.perf_counter() - start
+        errors = [e for e in browser.console() if e.get("level") == "SEVERE"]
+    print(
+        f"browser: load + first render {loaded:.2f} s ({total} samples); 'some image fails' filter "
+        f"{filtered:.2f} s ({shown} shown); console errors: {len(errors)}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=2, help="runs side by side in the second measurement")
     parser.add_argument("--srr", type=int, default=0, help="SRR rounds stored per image (0: none)")
+    parser.add_argument("--browser", action="store_true", help="also time the page in headless Chromium")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -93,6 +124,8 @@ def main() -> None:
                 f"{label}: {images} images (srr={args.srr}) -> index.html {size / 1e6:.1f} MB in {seconds:.2f} s;"
                 f" {seconds / BUDGET_S:.3f} of the {BUDGET_S:.0f} s budget"
             )
+        if args.browser:
+            browser_timings(root / "out" / f"{args.runs}_runs" / "index.html")
 
 
 if __name__ == "__main__":

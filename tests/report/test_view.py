@@ -170,3 +170,46 @@ def test_view_command(cli, tiny_runs, tmp_path):
     assert stdout.strip() == str(out / "index.html") and (out / "index.html").exists()
     code, _, err = cli("view", tmp_path / "missing")
     assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
+
+
+def test_geneval_records_name_box_colours_for_the_viewer(tmp_path):
+    """The scorer records the colours CLIP named for the boxes the rules looked at; the viewer labels
+    those boxes with them."""
+    import numpy as np
+    from PIL import Image as PILImage
+
+    from evalkit.benchmarks.base import Sample
+    from evalkit.benchmarks.geneval.scorer import GenEvalScorer
+    from evalkit.detection.base import ClassDetections
+    from evalkit.report.view import _boxes
+
+    boxes = np.array([[0, 0, 10, 10, 0.9], [5, 5, 30, 30, 0.8], [1, 1, 2, 2, 0.1]], dtype=float)
+
+    class Detector:
+        classnames = ["car"]
+
+        def config(self):
+            return {"name": "double"}
+
+        def detect(self, images):
+            return [{"car": ClassDetections(boxes, None)} for _ in images]
+
+    class Colours:
+        def config(self):
+            return {"name": "double"}
+
+        def classify(self, jobs):
+            return [["red", "blue"][: len(found)] for _, found, _ in jobs]
+
+    meta = {
+        "tag": "colors",
+        "include": [{"class": "car", "count": 2, "color": "red"}],
+        "prompt": "two red cars",
+    }
+    (rec,) = GenEvalScorer(Detector(), Colours()).score_images(
+        [Sample("0", meta["prompt"], meta)], [PILImage.new("RGB", (32, 32))]
+    )
+    assert rec["colors"] == {"car": ["red", "blue"]} and not rec["correct"]
+    drawn = _boxes(rec)
+    assert [(b[0], b[6]) for b in drawn] == [("car", "red"), ("car", "blue")]
+    assert [b[1:5] for b in drawn] == [[float(v) for v in box[:4]] for box in rec["details"]["car"]]

@@ -63,7 +63,10 @@ class GenEvalScorer(SampleScorer):
                 return colours[(i, cls, len(found))]
 
             correct, reason = evaluate(objects, meta, lookup, self.options)
-            results.append({"correct": correct, "reason": reason, "details": details_of(objects)})
+            result = {"correct": correct, "reason": reason, "details": details_of(objects)}
+            # The colours CLIP named, per class, for its first boxes in `details` (for the sample viewer).
+            named = {cls: names for (j, cls, _), names in colours.items() if j == i}
+            results.append({**result, "colors": named} if named else result)
         return results
 
     def score_images(self, samples: list[Sample], images: list[Image.Image]) -> list[dict[str, Any]]:
