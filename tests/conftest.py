@@ -30,7 +30,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 # Words a skip reason uses when the thing missing is official data or a fixture (see fixture_paths.need).
-_DATA_SKIP_WORDS = ("fixture", "../shared", "benchmark data", "official data")
+_DATA_SKIP_WORDS = ("fixture", "../shared", "benchmark data", "official data", "empty parameter set")
 
 
 @pytest.hookimpl(hookwrapper=True)

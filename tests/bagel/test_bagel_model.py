@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from fixture_paths import SHARED
+from fixture_paths import FIXTURES as FIXTURE_ROOT
 from PIL import Image
 
 from evalkit import bagel
@@ -14,7 +14,7 @@ from evalkit.bagel.transforms import target_size
 from evalkit.errors import MissingWeightsError
 from evalkit.testing.bagel import random_pipeline
 
-FIXTURE = SHARED / "fixtures" / "bagel_tiny"
+FIXTURE = FIXTURE_ROOT / "bagel_tiny"
 FAST = dict(num_timesteps=3, timestep_shift=3.0, cfg_renorm_min=0.0)
 T2I = dict(FAST, cfg_text_scale=4.0, cfg_img_scale=1.0, cfg_interval=(0.4, 1.0), cfg_renorm_type="global")
 EDIT = dict(

@@ -10,10 +10,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from fixture_paths import SHARED
+from fixture_paths import FIXTURES as FIXTURE_ROOT
 from PIL import Image
 
-FIXTURE = SHARED / "fixtures" / "bagel_tiny"
+FIXTURE = FIXTURE_ROOT / "bagel_tiny"
 if not FIXTURE.is_dir():
     pytest.skip("bagel_tiny parity fixture not present", allow_module_level=True)
 
@@ -23,26 +23,46 @@ from evalkit import bagel  # noqa: E402
 from evalkit.bagel.siglip import grid_position_ids, patchify  # noqa: E402
 from evalkit.bagel.transforms import to_tensor  # noqa: E402
 
-T2I = dict(
-    cfg_text_scale=4.0,
-    cfg_img_scale=1.0,
-    cfg_interval=(0.4, 1.0),
-    timestep_shift=3.0,
-    num_timesteps=5,
-    cfg_renorm_min=0.0,
-    cfg_renorm_type="global",
-    height=64,
-    width=64,
-)
-EDIT = dict(
-    cfg_text_scale=4.0,
-    cfg_img_scale=2.0,
-    cfg_interval=(0.0, 1.0),
-    timestep_shift=3.0,
-    num_timesteps=5,
-    cfg_renorm_min=0.0,
-    cfg_renorm_type="text_channel",
-)
+CASE_NAMES = sorted(p.name for p in (FIXTURE / "cases").iterdir() if (p / "case.json").is_file())
+
+
+def _kind(meta: dict) -> str:
+    """What the official call did: 'understanding', 'edit' (an input image) or 't2i'."""
+    call = meta["official_call"]
+    if call["kwargs"].get("understanding_output"):
+        return "understanding"
+    return "edit" if call["image"] else "t2i"
+
+
+def _of_kind(*kinds: str) -> list[str]:
+    return [name for name in CASE_NAMES if _kind(_case_meta(name)) in kinds]
+
+
+def _case_meta(name: str) -> dict:
+    return json.loads((FIXTURE / "cases" / name / "case.json").read_text())
+
+
+def _think_tokens(meta: dict) -> int:
+    """The official max_think_token_n counts the <|im_start|> it generates first; evalkit counts text tokens."""
+    return meta["interleave_inference_args"]["max_think_token_n"] - 1
+
+
+def _generation_args(meta: dict) -> dict:
+    """The official call's sampling settings, in evalkit's names."""
+    kwargs = meta["official_call"]["kwargs"]
+    names = (
+        "cfg_text_scale",
+        "cfg_img_scale",
+        "timestep_shift",
+        "num_timesteps",
+        "cfg_renorm_min",
+        "cfg_renorm_type",
+    )
+    args = {name: kwargs[name] for name in names}
+    args["cfg_interval"] = tuple(kwargs["cfg_interval"])
+    if _kind(meta) == "t2i":
+        args["height"], args["width"] = kwargs["image_shapes"]
+    return args
 
 
 @pytest.fixture(scope="module")
@@ -126,98 +146,101 @@ def test_loader_reads_official_layout(pipe):
     assert tok.segment("a red cube on a blue table") == [491, 64, 325, 324, 307, 260, 317, 386, 492]
 
 
-def test_t2i_matches_official(pipe):
-    meta, t = _case("a_t2i")
+@pytest.mark.parametrize("name", _of_kind("t2i", "edit"))
+def test_generation_matches_official(pipe, name):
+    meta, t = _case(name)
+    think = bool(meta["interleave_inference_args"]["think"])
     trace: dict = {}
-    out = pipe.generate_image("a red cube on a blue table", noise=t["initial_noise"], trace=trace, **T2I)
-    _check_caches(trace, t, meta)
-    _check_flow(trace, t)
-    _check_image(out.image, t["decode.image_uint8"])
-    assert out.think is None
-
-
-def test_t2i_seed_draws_the_official_noise(pipe):
-    """seed=s draws randn(N, 64) from torch.Generator().manual_seed(s), the fixture's injected noise."""
-    _, t = _case("a_t2i")
-    out = pipe.generate_image("a red cube on a blue table", seed=1001, **T2I)
-    _check_image(out.image, t["decode.image_uint8"])
-
-
-def test_t2i_think_matches_official(pipe):
-    meta, t = _case("b_t2i_think")
-    trace: dict = {}
+    kwargs: dict = {}
+    ctx = None
+    if _kind(meta) == "edit":
+        ctx = [u["idx"] for u in meta["context_updates"] if u["fn"] == "update_context_image"][0]
+        kwargs = {
+            "input_image": Image.open(FIXTURE / "cases" / name / "input_image.png"),
+            "posterior_noise": t[f"ctx{ctx}.vae_encode.posterior_eps"],
+        }
     out = pipe.generate_image(
-        "a red cube on a blue table",
-        think=True,
-        max_think_tokens=7,
-        noise=t["initial_noise"],
-        trace=trace,
-        **T2I,
-    )
-    assert out.think == meta["outputs"]["text"] == "* gstube[urnlue"
-    assert trace["text_sequences"][0][0] == t["text0.generated_sequence"].tolist()
-    logits = trace["text_step_logits"][0][0]
-    _close(logits, t["text0.step_logits"], 1e-4)
-    assert torch.equal(logits.argmax(-1)[:-1], t["text0.generated_token_ids"])
-    _check_caches(trace, t, meta)
-    _check_flow(trace, t)
-    _check_image(out.image, t["decode.image_uint8"])
-
-
-@pytest.mark.parametrize("case", ["c_edit", "e_edit_think"])
-def test_edit_matches_official(pipe, case):
-    meta, t = _case(case)
-    image = Image.open(FIXTURE / "cases" / case / "input_image.png")
-    ctx = [u["idx"] for u in meta["context_updates"] if u["fn"] == "update_context_image"][0]
-    think = "think" in case
-    trace: dict = {}
-    out = pipe.generate_image(
-        "make it green",
-        input_image=image,
-        noise=t["initial_noise"],
-        posterior_noise=t[f"ctx{ctx}.vae_encode.posterior_eps"],
+        meta["official_call"]["text"],
         think=think,
-        max_think_tokens=7,
+        max_think_tokens=_think_tokens(meta),
+        noise=t["initial_noise"],
         trace=trace,
-        **EDIT,
+        **kwargs,
+        **_generation_args(meta),
     )
-    assert np.array_equal(np.asarray(trace["vae_resized_image"]), t[f"ctx{ctx}.image_uint8"].numpy())
-    assert np.array_equal(
-        np.asarray(trace["vit_resized_image"]), t[f"ctx{ctx}.vit_resized_image_uint8"].numpy()
-    )
-    _close(trace["vae_input"], t[f"ctx{ctx}.vae_encode.input"], 1e-5)
-    _close(trace["vae_latent"], t[f"ctx{ctx}.vae_encode.output_z"], 1e-5)
-    _close(trace["vae_packed_latent_tokens"], t[f"ctx{ctx}.vae_packed_latent_tokens"], 1e-5)
+    if ctx is not None:
+        assert np.array_equal(np.asarray(trace["vae_resized_image"]), t[f"ctx{ctx}.image_uint8"].numpy())
+        assert np.array_equal(
+            np.asarray(trace["vit_resized_image"]), t[f"ctx{ctx}.vit_resized_image_uint8"].numpy()
+        )
+        _close(trace["vae_input"], t[f"ctx{ctx}.vae_encode.input"], 1e-5)
+        _close(trace["vae_latent"], t[f"ctx{ctx}.vae_encode.output_z"], 1e-5)
+        _close(trace["vae_packed_latent_tokens"], t[f"ctx{ctx}.vae_packed_latent_tokens"], 1e-5)
+        assert out.image.size == tuple(meta["context_updates"][ctx]["image_size_wh"])
     assert out.think == meta["outputs"]["text"]
+    if think:
+        assert trace["text_sequences"][0][0] == t["text0.generated_sequence"].tolist()
+        logits = trace["text_step_logits"][0][0]
+        _close(logits, t["text0.step_logits"], 1e-4)
+        assert torch.equal(logits.argmax(-1)[:-1], t["text0.generated_token_ids"])
     _check_caches(trace, t, meta)
     _check_flow(trace, t)
     _check_image(out.image, t["decode.image_uint8"])
-    assert out.image.size == tuple(meta["context_updates"][ctx]["image_size_wh"])
 
 
-def test_vit_and_connector_match_official(pipe):
-    _, t = _case("c_edit")
-    vit_image = Image.fromarray(t["ctx0.vit_resized_image_uint8"].numpy())
-    patches = patchify(to_tensor(vit_image), 14)
-    _close(patches, t["ctx0.prepare_vit_images.packed_vit_tokens"], 1e-5)
-    pos = grid_position_ids(6, 7, 8)
-    assert torch.equal(pos, t["ctx0.prepare_vit_images.packed_vit_position_ids"])
-    assert torch.equal(grid_position_ids(5, 6, 8), t["gen_input.packed_vae_position_ids"])
+@pytest.mark.parametrize(
+    "name", [n for n in _of_kind("t2i") if _case_meta(n)["seeds"]["noise_seed"] is not None]
+)
+def test_seed_draws_the_official_noise(pipe, name):
+    """seed=s draws randn(N, 64) from torch.Generator().manual_seed(s), the fixture's injected noise."""
+    meta, t = _case(name)
+    if meta["interleave_inference_args"]["think"]:
+        pytest.skip("the noise is drawn after the think text; the plain t2i cases check the draw")
+    out = pipe.generate_image(
+        meta["official_call"]["text"], seed=meta["seeds"]["noise_seed"], **_generation_args(meta)
+    )
+    _check_image(out.image, t["decode.image_uint8"])
+
+
+@pytest.mark.parametrize("name", _of_kind("edit"))
+def test_vit_and_connector_match_official(pipe, name):
+    meta, t = _case(name)
+    ctx = [u["idx"] for u in meta["context_updates"] if u["fn"] == "update_context_image"][0]
+    vit_pixels = t[f"ctx{ctx}.vit_resized_image_uint8"]
+    vit_image = Image.fromarray(vit_pixels.numpy())
+    patch = pipe.config.vit_transform[2]
+    patches = patchify(to_tensor(vit_image), patch)
+    _close(patches, t[f"ctx{ctx}.prepare_vit_images.packed_vit_tokens"], 1e-5)
+    rows, cols = vit_pixels.shape[0] // patch, vit_pixels.shape[1] // patch
+    pos = grid_position_ids(rows, cols, pipe.config.vit_max_num_patch_per_side)
+    assert torch.equal(pos, t[f"ctx{ctx}.prepare_vit_images.packed_vit_position_ids"])
+    (latent_shape,) = [
+        v for k, v in meta["non_tensor_inputs"].items() if k.endswith("patchified_vae_latent_shapes")
+    ]
+    assert torch.equal(
+        grid_position_ids(*latent_shape[0], pipe.config.max_latent_size),
+        t["gen_input.packed_vae_position_ids"],
+    )
     with torch.no_grad():
         features = pipe.model.vit_model(patches, pos)
-        _close(features, t["ctx0.vit_output"], 1e-4)
-        _close(pipe.model.connector(features), t["ctx0.connector_output"], 1e-4)
+        _close(features, t[f"ctx{ctx}.vit_output"], 1e-4)
+        _close(pipe.model.connector(features), t[f"ctx{ctx}.connector_output"], 1e-4)
 
 
-def test_understanding_matches_official(pipe):
-    meta, t = _case("d_understanding")
-    image = Image.open(FIXTURE / "cases" / "d_understanding" / "input_image.png")
+@pytest.mark.parametrize("name", _of_kind("understanding"))
+def test_understanding_matches_official(pipe, name):
+    meta, t = _case(name)
+    image = Image.open(FIXTURE / "cases" / name / "input_image.png")
     trace: dict = {}
-    answer = pipe.understand(image, "what color is it?", max_new_tokens=7, trace=trace)
-    assert answer == meta["outputs"]["text"] == "*llomola yeolorpe"
+    text = meta["official_call"]["text"]
+    answer = pipe.understand(image, text, max_new_tokens=_think_tokens(meta), trace=trace)
+    assert answer == meta["outputs"]["text"]
     assert np.array_equal(np.asarray(trace["vit_resized_image"]), t["ctx0.vit_resized_image_uint8"].numpy())
     logits = trace["text_step_logits"][0][0]
     _close(logits, t["text0.step_logits"], 1e-4)
     assert trace["text_sequences"][0][0] == t["text0.generated_sequence"].tolist()
+    (prompt,) = [u for u in meta["context_updates"] if u.get("text") == text and u["context"] == "gen"]
     cache = trace["contexts"].gen
-    assert int(cache.lengths[0]) == 58 and int(cache.rope[0]) == 9
+    assert (
+        int(cache.lengths[0]) == prompt["kv_lens_after"][0] and int(cache.rope[0]) == prompt["ropes_after"][0]
+    )

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixture_paths import FIXTURES as FIXTURE_ROOT
 from fixture_paths import SHARED
 from PIL import Image
 
@@ -21,11 +22,16 @@ from evalkit.benchmarks.dpg.scorer import score_cell
 from evalkit.errors import DataError
 from evalkit.judges.base import JudgeFailure
 
-FIXTURES = SHARED / "fixtures" / "dpg_bench"
+FIXTURES = FIXTURE_ROOT / "dpg_bench"
 DATA = SHARED / "benchmarks"
 needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason="shared DPG fixtures absent")
 needs_data = pytest.mark.skipif(not (DATA / "dpg_bench").is_dir(), reason="shared DPG data absent")
-RUNS = ("pic_num_4", "pic_num_1")
+# Every run the fixture's expected.json holds (one per pic_num setting), whatever it names them.
+RUNS = (
+    sorted(json.loads((FIXTURES / "expected.json").read_text()))
+    if (FIXTURES / "expected.json").is_file()
+    else []
+)
 
 
 def run_fixture(compat: str, run: str) -> tuple[dict[str, Any], int]:

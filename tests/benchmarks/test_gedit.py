@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixture_paths import FIXTURES as FIXTURE_ROOT
 from fixture_paths import SHARED
 from PIL import Image
 
@@ -21,11 +22,16 @@ from evalkit.benchmarks.gedit.scorer import GEditScorer, vie_evaluate
 from evalkit.errors import DataError
 from evalkit.judges.base import JudgeFailure
 
-FIXTURES = SHARED / "fixtures" / "gedit_bench"
+FIXTURES = FIXTURE_ROOT / "gedit_bench"
 DATA = SHARED / "benchmarks"
 needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason="shared GEdit fixtures absent")
 needs_prompts = pytest.mark.skipif(not (DATA / "gedit_bench").is_dir(), reason="shared GEdit prompts absent")
-RUNS = ("visible_edge", "visible_small")
+# Every run folder under aggregation/, whatever it is called.
+RUNS = (
+    sorted(p.name for p in (FIXTURES / "aggregation").iterdir() if p.is_dir())
+    if (FIXTURES / "aggregation").is_dir()
+    else []
+)
 
 
 def close(got: float | None, expected: float | None) -> bool:

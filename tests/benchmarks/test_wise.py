@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixture_paths import FIXTURES as FIXTURE_ROOT
 from fixture_paths import SHARED
 from judged_helpers import FakeJudge
 from PIL import Image
@@ -23,7 +24,7 @@ from evalkit.benchmarks.wise.scorer import WISEScorer
 from evalkit.errors import DataError
 from evalkit.judges.base import JudgeFailure
 
-FIXTURES = SHARED / "fixtures" / "wise"
+FIXTURES = FIXTURE_ROOT / "wise"
 DATA = SHARED / "benchmarks"
 needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason="shared WISE fixtures absent")
 needs_data = pytest.mark.skipif(not (DATA / "wise").is_dir(), reason="shared WISE data absent")
@@ -126,7 +127,9 @@ def test_samples_and_categories(protocol: str, time_range: tuple[int, int]) -> N
 @needs_data
 def test_think_is_passed_through() -> None:
     bench = WISE(DATA, think=True)
-    presets = {"generation_presets": WISE.generation_presets}  # BAGEL's WISE settings travel with each request
+    presets = {
+        "generation_presets": WISE.generation_presets
+    }  # BAGEL's WISE settings travel with each request
     assert bench.request_options(bench.samples()[0]) == {"think": True, **presets}
     assert WISE(DATA).request_options(bench.samples()[0]) == presets
 

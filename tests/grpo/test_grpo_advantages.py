@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from fixture_paths import SHARED
+from fixture_paths import FIXTURES as FIXTURE_ROOT
 
 from evalkit.grpo.advantages import (
     PerPromptStatTracker,
@@ -16,7 +16,7 @@ from evalkit.grpo.advantages import (
     informative_mask,
 )
 
-FIXTURES = SHARED / "fixtures" / "flow_grpo"
+FIXTURES = FIXTURE_ROOT / "flow_grpo"
 CASES_FILE = FIXTURES / "stat_tracker_cases.json"
 
 

@@ -7,11 +7,11 @@ import math
 
 import pytest
 import torch
-from fixture_paths import SHARED
+from fixture_paths import FIXTURES as FIXTURE_ROOT
 
 from evalkit.grpo.sde import ode_step, sde_step_with_logprob
 
-FIXTURES = SHARED / "fixtures" / "flow_grpo"
+FIXTURES = FIXTURE_ROOT / "flow_grpo"
 CASES_FILE = FIXTURES / "sde_step_cases.json"
 
 

@@ -297,8 +297,12 @@ def test_negative_prompt_is_encoded_once_per_run_and_equals_batched_encoding(tmp
     texts = ["a red car", "two dogs"]
     ours = encode_prompts(trainer.pipeline, texts, "blurry", 16, cfg=True, negative=trainer.negative_embeds())
     embeds, neg, pooled, neg_pooled = encode(
-        prompt=texts, prompt_2=None, prompt_3=None, do_classifier_free_guidance=True,
-        negative_prompt=["blurry"] * 2, max_sequence_length=16,
+        prompt=texts,
+        prompt_2=None,
+        prompt_3=None,
+        do_classifier_free_guidance=True,
+        negative_prompt=["blurry"] * 2,
+        max_sequence_length=16,
     )
     torch.testing.assert_close(ours.neg_embeds, neg, rtol=0, atol=1e-6)
     torch.testing.assert_close(ours.neg_pooled, neg_pooled, rtol=0, atol=1e-6)

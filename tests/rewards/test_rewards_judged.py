@@ -6,7 +6,7 @@ import json
 import math
 
 import pytest
-from fixture_paths import SHARED
+from fixture_paths import FIXTURES as FIXTURE_ROOT
 from PIL import Image
 
 from evalkit.benchmarks.gedit.parse import min_score, parse_reply
@@ -15,7 +15,7 @@ from evalkit.rewards.base import Scorer
 from evalkit.rewards.unifiedreward import PROMPTS, UnifiedRewardScorer, parse_final_score
 from evalkit.rewards.viescore import PQ_PROMPT, SC_PROMPT, VIEScoreScorer
 
-GEDIT_PARSING = SHARED / "fixtures" / "gedit_bench" / "judge_reply_parsing.json"
+GEDIT_PARSING = FIXTURE_ROOT / "gedit_bench" / "judge_reply_parsing.json"
 
 
 class FakeJudge:
@@ -108,7 +108,12 @@ def test_viescore_never_guesses_a_score():
     assert VIEScoreScorer(judge).score([IMAGE], ["a cat"], [{}]) == [pytest.approx(math.sqrt(8 * 6))]
     # Judge transport failure, string scores and negative scores abstain.
     assert VIEScoreScorer(FakeJudge([JudgeFailure("timeout")])).score([IMAGE], ["x"], [{}]) == [None]
-    for unusable in ('{"score": ["8", 9]}', '{"score": [-1, 5]}', '{"score": []}', '{"score": [Infinity, 5]}'):
+    for unusable in (
+        '{"score": ["8", 9]}',
+        '{"score": [-1, 5]}',
+        '{"score": []}',
+        '{"score": [Infinity, 5]}',
+    ):
         assert not parse_reply(unusable, strict=True).ok
     assert parse_reply('{"score": [Infinity, 5]}').ok  # the official parse accepts it (and its sqrt)
     assert min_score(parse_reply('{"score": [3.5, 7]}', strict=True).data) == 3.5

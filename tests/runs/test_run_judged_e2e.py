@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixture_paths import FIXTURES as FIXTURE_ROOT
 from judged_helpers import (
     BENCHMARKS,
     GEDIT_ROWS,
-    SHARED,
     ScriptedVLM,
     build_data_dir,
     build_thinker,
@@ -35,7 +35,7 @@ for _module in ("diffusers", "transformers", "torchvision", "openai"):
     if importlib.util.find_spec(_module) is None:
         pytest.skip(f"{_module} is needed", allow_module_level=True)
 
-TIIF_FIXTURES = SHARED / "fixtures" / "tiif_bench"
+TIIF_FIXTURES = FIXTURE_ROOT / "tiif_bench"
 SECRET = "sk-evalkit-e2e-5f3c9a0d1e2b4c6a"
 FAST_CHAT = ["--score-option", "max_tokens=8"]  # the random judge's replies are noise: keep them short
 
@@ -561,4 +561,7 @@ def test_summary_counts_failures_apart_from_scores(data, tmp_path):
     assert summary["O/background_change"] == 6.0 and summary["O/color_alter"] is None
     notes = render(build_table([run.root]), "md")
     assert "partial runs: m on gedit: 1 of 3 images scored (1 images not judged)" in notes
-    assert "failures: m on gedit: 1 judge failures (not scored; 1/3 images scored), most often: http 500" in notes
+    assert (
+        "failures: m on gedit: 1 judge failures (not scored; 1/3 images scored), most often: http 500"
+        in notes
+    )
