@@ -78,7 +78,7 @@ def write_derived_images(run: Run, bench: Benchmark, samples: list[Sample]) -> i
     written = 0
     ks = range(bench.images_per_sample)
     for s in samples:
-        folder = run.root / "samples" / s.id
+        folder = run.sample_dir(s.id)
         missing = [n for n in bench.derived_names(s) if not (folder / n).exists()]
         if not missing or not all(run.has_image(s.id, k) for k in ks):
             continue

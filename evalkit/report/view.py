@@ -268,7 +268,9 @@ def _srr_rounds(folder: Path, k: int, srr: dict[str, Any], rel: _Paths) -> list[
 def _image(
     bench: str, run: LoadedRun, sample_id: str, k: int, rec: dict[str, Any] | None, rel: _Paths
 ) -> dict[str, Any]:
-    folder = run.root / "samples" / sample_id
+    from evalkit.runs import safe_name
+
+    folder = run.root / "samples" / safe_name(sample_id)
     meta = _read_json(folder / f"{k}.json")
     entry: dict[str, Any] = {"k": k, "src": rel(folder / f"{k}.png"), "seed": meta.get("seed")}
     if meta.get("think"):
