@@ -134,7 +134,7 @@ def _category(bench: str, rec: dict[str, Any]) -> str:
 def _score(bench: str, rec: dict[str, Any]) -> tuple[str, float | None, str]:
     """(verdict, 0-1 score, how the score reads) of one scored record."""
     if rec.get("failed"):
-        return "err", None, "judge failure"
+        return "err", None, ""  # the badge says it; the reason follows
     if isinstance(rec.get("correct"), bool):
         return (
             ("pass" if rec["correct"] else "fail"),
@@ -327,6 +327,16 @@ def _column_category(bench: str, column: str, categories: set[str]) -> str | Non
     return None
 
 
+def _column_query(column: str, categories: set[str]) -> str:
+    """A search that narrows a column without a category of its own to its samples: TIIF's '... (short)'
+    columns are about the categories that end in '(short)'."""
+    if column.endswith(")") and "(" in column:
+        suffix = column[column.rindex("(") :]
+        if any(cat.endswith(suffix) for cat in categories):
+            return suffix
+    return ""
+
+
 def build(run_dirs: Iterable[Path], out_dir: Path) -> Report:
     """The report's data: runs, summary table (each cell knows its samples' filter) and samples."""
     roots = find_runs(run_dirs)
@@ -393,7 +403,13 @@ def _table(runs: list[LoadedRun], categories: dict[str, set[str]]) -> list[dict[
             for i, run in members
         ]  # fmt: skip
         cats = [_column_category(bench, c, categories.get(protocol, set())) for c in columns]
-        tables.append({"protocol": protocol, "columns": columns, "rows": rows, "cats": cats})
+        queries = [
+            _column_query(c, categories.get(protocol, set())) if not cat else ""
+            for c, cat in zip(columns, cats, strict=True)
+        ]
+        tables.append(
+            {"protocol": protocol, "columns": columns, "rows": rows, "cats": cats, "queries": queries}
+        )
     return tables
 
 

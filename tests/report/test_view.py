@@ -96,13 +96,20 @@ def test_srr_rounds_think_gate_and_p_yes(tiny_runs, tmp_path):
 def test_table_cells_point_at_their_samples(tiny_runs, tmp_path):
     from evalkit.benchmarks.geneval.aggregate import COLUMNS
 
-    report = build([tiny_runs["geneval"], tiny_runs["dpg"], tiny_runs["gedit"]], tmp_path)
+    report = build([tiny_runs[k] for k in ("geneval", "dpg", "gedit", "tiif")], tmp_path)
     categories = {(s["p"], s["cat"]) for s in report.samples}
     for table in report.tables:
-        for column, cat in zip(table["columns"], table["cats"], strict=True):
+        for column, cat, query in zip(table["columns"], table["cats"], table["queries"], strict=True):
             assert cat is None or (table["protocol"], cat) in categories
+            assert not (cat and query)
+            if query:  # e.g. TIIF's '(short)' columns: the samples of that prompt length
+                assert column.endswith(query) and any(
+                    c.endswith(query) for p, c in categories if p == table["protocol"]
+                )
             if table["protocol"] == "geneval" and column in COLUMNS.values():
                 assert cat in COLUMNS  # a task column filters to its tag
+    tiif = next(t for t in report.tables if t["protocol"] == "tiif")
+    assert {q for q in tiif["queries"] if q} == {f"({r['length']})" for r in Run(tiny_runs["tiif"]).records()}
     gedit = next(t for t in report.tables if t["protocol"] == "gedit")
     tasks = {s["cat"] for s in report.samples if s["p"] == "gedit"}
     assert {c for c in gedit["cats"] if c} == {t for t in tasks if f"O/{t}" in gedit["columns"]}

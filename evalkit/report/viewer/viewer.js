@@ -45,7 +45,7 @@
         const label = el("a", { href: hashFor({ protocol: t.protocol, run: row.run }), title: run.path }, run.label);
         body.append(el("tr", {}, el("td", {}, label), row.cells.map((value, i) => {
           if (!row.present[i]) return el("td", {}, "");
-          const filter = { protocol: t.protocol, run: row.run, cat: t.cats[i] || "" };
+          const filter = { protocol: t.protocol, run: row.run, cat: t.cats[i] || "", q: (t.queries || [])[i] || "" };
           return el("td", {}, el("a", { href: hashFor(filter), class: "cell", title: "samples behind " + t.columns[i] }, fmt(value)));
         })));
       }
@@ -69,6 +69,7 @@
     }
     $("f-text").addEventListener("input", () => { state.text = $("f-text").value; state.shown = PAGE; renderGrid(); });
     $("f-reset").addEventListener("click", () => { Object.assign(state, { protocol: "", cat: "", run: "", status: "", text: "" }); $("f-text").value = ""; pushHash(); });
+    $("f-text").addEventListener("change", pushHash);  // Enter or leaving the box keeps the search in the URL
     $("more").addEventListener("click", () => { state.shown += PAGE; renderGrid(); });
     window.addEventListener("hashchange", readHash);
   }
@@ -80,7 +81,7 @@
   }
 
   function pushHash() {
-    const target = hashFor({ protocol: state.protocol, cat: state.cat, run: state.run, status: state.status });
+    const target = hashFor({ protocol: state.protocol, cat: state.cat, run: state.run, status: state.status, q: state.text });
     if (location.hash === target || (target === "#" && !location.hash)) { state.shown = PAGE; syncControls(); renderGrid(); }
     else location.hash = target;
   }
@@ -88,7 +89,7 @@
   function readHash() {
     const params = new URLSearchParams(location.hash.slice(1));
     for (const key of ["protocol", "cat", "run", "status"]) state[key] = params.get(key) || "";
-    if (params.has("q")) state.text = params.get("q");
+    state.text = params.get("q") || "";
     state.shown = PAGE;
     syncControls();
     renderGrid();
@@ -159,8 +160,14 @@
   }
 
   function questionTable(rows) {
-    return el("table", { class: "q" }, el("tr", {}, el("td", {}, "question"), el("td", {}, "answer"), el("td", {}, "P(yes)"), el("td", {}, "expected")),
-      rows.map(([q, a, p, gt]) => el("tr", {}, el("td", {}, q), el("td", {}, fmt(a)), el("td", {}, p === null || p === undefined ? "–" : Number(p).toFixed(3)), el("td", {}, fmt(gt)))));
+    // Columns that no row fills (P(yes) for text answers, expected where there is no key) are left out.
+    const hasP = rows.some((r) => r[2] !== null && r[2] !== undefined);
+    const hasGt = rows.some((r) => r[3] !== null && r[3] !== undefined);
+    const head = ["question", "answer"].concat(hasP ? ["P(yes)"] : [], hasGt ? ["expected"] : []);
+    return el("table", { class: "q" }, el("tr", {}, head.map((h) => el("th", {}, h))),
+      rows.map(([q, a, p, gt]) => el("tr", {}, el("td", {}, q), el("td", {}, fmt(a)),
+        hasP ? el("td", {}, p === null || p === undefined ? "–" : Number(p).toFixed(3)) : null,
+        hasGt ? el("td", {}, fmt(gt)) : null)));
   }
 
   function srrStrip(rounds) {
