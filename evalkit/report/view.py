@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from evalkit.errors import EvalkitError
-from evalkit.runs import read_jsonl
+from evalkit.runs import read_jsonl, safe_name
 
 ASSETS = Path(__file__).resolve().parent / "viewer"
 DISAGREE_SPREAD = 0.25  # score-only benchmarks: runs disagree when their 0-1 sample scores differ this much
@@ -268,8 +268,6 @@ def _srr_rounds(folder: Path, k: int, srr: dict[str, Any], rel: _Paths) -> list[
 def _image(
     bench: str, run: LoadedRun, sample_id: str, k: int, rec: dict[str, Any] | None, rel: _Paths
 ) -> dict[str, Any]:
-    from evalkit.runs import safe_name
-
     folder = run.root / "samples" / safe_name(sample_id)
     meta = _read_json(folder / f"{k}.json")
     entry: dict[str, Any] = {"k": k, "src": rel(folder / f"{k}.png"), "seed": meta.get("seed")}
@@ -355,14 +353,13 @@ def build(run_dirs: Iterable[Path], out_dir: Path) -> Report:
         for rec in run.records:
             by_sample.setdefault(str(rec["sample_id"]), {})[int(rec["k"])] = rec
         folder = run.root / "samples"
-        ids = sorted(
-            {*by_sample, *(p.name for p in folder.iterdir() if p.is_dir())} if folder.is_dir() else by_sample
-        )
-        for sample_id in ids:
+        # Folders are named safe_name(sample id); images without a record yet are shown under their folder.
+        known = {safe_name(sid): sid for sid in by_sample}
+        found = [known.get(p.name, p.name) for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
+        for sample_id in sorted({*by_sample, *found}):
             recs = by_sample.get(sample_id, {})
-            ks = sorted(
-                {*recs, *(int(p.stem) for p in (folder / sample_id).glob("*.png") if p.stem.isdigit())}
-            )
+            sample_dir = folder / safe_name(sample_id)
+            ks = sorted({*recs, *(int(p.stem) for p in sample_dir.glob("*.png") if p.stem.isdigit())})
             first = next(iter(recs.values()), {})
             key = (run.protocol, sample_id)
             sample = samples.setdefault(
@@ -370,9 +367,7 @@ def build(run_dirs: Iterable[Path], out_dir: Path) -> Report:
                 {"p": run.protocol, "id": sample_id, "prompt": "", "cat": run.benchmark, "runs": {}},
             )
             prompt = (
-                first.get("prompt") or _read_json(folder / sample_id / f"{ks[0]}.json").get("prompt")
-                if ks
-                else ""
+                first.get("prompt") or _read_json(sample_dir / f"{ks[0]}.json").get("prompt") if ks else ""
             )
             sample["prompt"] = sample["prompt"] or prompt or ""
             if first:

@@ -220,3 +220,24 @@ def test_geneval_records_name_box_colours_for_the_viewer(tmp_path):
     drawn = _boxes(rec)
     assert [(b[0], b[6]) for b in drawn] == [("car", "red"), ("car", "blue")]
     assert [b[1:5] for b in drawn] == [[float(v) for v in box[:4]] for box in rec["details"]["car"]]
+
+
+def test_unsafe_sample_ids_use_their_safe_folder(tiny_runs, tmp_path):
+    from evalkit.runs import safe_name
+
+    odd = "../a/b c\\d"
+    first = min(r["sample_id"] for r in read_jsonl(tiny_runs["geneval"] / "records.jsonl"))
+
+    def rename(rec):
+        return {**rec, "sample_id": odd, "id": f"{odd}/{rec['k']}"} if rec["sample_id"] == first else rec
+
+    run = _with_records(tiny_runs["geneval"], tmp_path / "runs" / "geneval" / "odd", rename)
+    (run / "samples" / first).rename(run / "samples" / safe_name(odd))
+    out = tmp_path / "out"
+    report = build([run], out)
+    (sample,) = [s for s in report.samples if s["id"] == odd]
+    assert {s["id"] for s in report.samples} == {odd} | {
+        r["sample_id"] for r in read_jsonl(run / "records.jsonl")
+    }
+    for image in sample["runs"]["0"]:
+        assert (out / unquote(image["src"])).resolve() == Run(run).image_path(odd, image["k"]).resolve()
