@@ -2,8 +2,12 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-# Official benchmark data: the shared copy beside the project when present, else ~/.cache/evalkit/data.
-DATA ?= $(shell [ -d ../shared/benchmarks ] && echo ../shared/benchmarks || echo $$HOME/.cache/evalkit/data)
+# Benchmark data: the shared copy beside the project, else a fetched copy in ~/.cache/evalkit/data, else the
+# 8 GenEval prompts shipped for the demo (evalkit/protocol_data/demo, see its SOURCE.md): no network needed.
+CACHED := $(HOME)/.cache/evalkit/data
+DATA ?= $(shell if [ -d ../shared/benchmarks ]; then echo ../shared/benchmarks; \
+	elif [ -f $(CACHED)/geneval/evaluation_metadata.jsonl ]; then echo $(CACHED); \
+	else echo evalkit/protocol_data/demo; fi)
 
 .PHONY: setup demo test lint clean
 
@@ -17,7 +21,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 demo: setup
-	[ -f $(DATA)/geneval/evaluation_metadata.jsonl ] || $(BIN)/evalkit data fetch geneval --data-dir $(DATA)
+	@echo "demo data: $(DATA)"
 	$(BIN)/evalkit run geneval --model tiny-sd3 --detector tiny --limit 8 --data-dir $(DATA) --runs-dir runs/demo
 	$(BIN)/evalkit report runs/demo/geneval/* --format latex
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from evalkit.errors import DataError, EvalkitError, did_you_mean
+from evalkit.errors import DataError, did_you_mean
 from evalkit.paths import PROTOCOL_DIR
 from evalkit.runs import atomic_write_bytes
 
@@ -117,33 +118,120 @@ def verify(data_dir: Path, benchmark: str) -> dict[str, str]:
     return status
 
 
-def fetch(benchmark: str, data_dir: Path, *, timeout: float = 60.0) -> list[Path]:
-    """Download the benchmark's files at their pinned revisions; verify each checksum before keeping it."""
+PACKAGE_DATA = Path(__file__).resolve().parent / "protocol_data"
+
+
+def shipped_copy(rel: str) -> Path | None:
+    """A manifest file evalkit ships as protocol data (evalkit/protocol_data/, see its SOURCE.md)."""
+    path = PACKAGE_DATA / rel
+    return path if path.is_file() else None
+
+
+def _download(url: str, timeout: float) -> bytes:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.read()
+    except (OSError, ValueError) as e:
+        reason = getattr(e, "reason", None) or e
+        raise DataError(
+            f"could not download {url}: {str(reason).strip()[:200]}; check the network or --mirror"
+        ) from None
+
+
+def mirrored(url: str, rel: str, mirror: str | None) -> str:
+    """The URL of a manifest file: its pinned upstream URL, or `mirror/<data-dir path>` for a copy laid out
+    like the data folder (file:///path or http://host/...)."""
+    return f"{mirror.rstrip('/')}/{rel}" if mirror else url
+
+
+@dataclass
+class FetchResult:
+    downloaded: list[str] = field(default_factory=list)
+    installed: list[str] = field(default_factory=list)  # copied from evalkit's protocol data
+    present: list[str] = field(default_factory=list)  # already in place with the right checksum
+    exported: int = 0  # rows of a hub dataset written (GEdit-Bench)
+
+    def line(self, benchmark: str, target: Path) -> str:
+        parts = [f"{len(self.downloaded)} downloaded", f"{len(self.present)} already present"]
+        if self.installed:
+            parts.append(f"{len(self.installed)} judge-prompt/protocol file(s) installed")
+        if self.exported:
+            parts.append(f"{self.exported} dataset rows exported")
+        return f"{benchmark}: {', '.join(parts)}; all files verified in {target}"
+
+
+def fetch(benchmark: str, data_dir: Path, *, timeout: float = 60.0, mirror: str | None = None) -> FetchResult:
+    """Put every file of the benchmark's manifest in place, each verified against its checksum: downloads
+    at the pinned revisions (or from `mirror`), protocol data shipped with evalkit, and hub datasets via
+    `datasets`. Anything still missing afterwards is an error, never a silent success."""
     spec = manifest(benchmark)
-    files = spec.get("files", {})
-    if not files:
-        raise EvalkitError(f"{benchmark}: {spec.get('fetch_note', 'no downloadable files in its manifest')}")
-    written = []
-    for rel, entry in files.items():
+    result = FetchResult()
+    for rel, entry in spec.get("files", {}).items():
         path = Path(data_dir) / rel
-        if not entry.get("url") or (path.exists() and _matches(entry, path.read_bytes())):
+        if path.exists() and _matches(entry, path.read_bytes()):
+            result.present.append(rel)
             continue
-        try:
-            with urllib.request.urlopen(entry["url"], timeout=timeout) as resp:
-                body = resp.read()
-        except OSError as e:
-            raise DataError(f"could not download {entry['url']}: {e}") from None
+        shipped = shipped_copy(rel)
+        if entry.get("url"):
+            body = _download(mirrored(entry["url"], rel, mirror), timeout)
+            source = entry["url"]
+        elif shipped is not None:
+            body, source = shipped.read_bytes(), f"evalkit protocol data ({entry.get('extracted_from', rel)})"
+        else:
+            continue
         if not _matches(entry, body):
-            raise DataError(f"checksum mismatch for {entry['url']}; the file was not kept")
+            raise DataError(f"checksum mismatch for {rel} from {source}; the file was not kept")
         atomic_write_bytes(path, body)
-        written.append(path)
-    return written
+        (result.downloaded if entry.get("url") else result.installed).append(rel)
+    if spec.get("hub_dataset"):
+        result.exported = fetch_hub_dataset(spec["hub_dataset"], Path(data_dir), mirror=mirror)
+    missing = not_fetchable(benchmark, data_dir)
+    if missing:
+        raise DataError(
+            f"{benchmark}: still missing after fetch: {missing[0]}"
+            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+        )
+    return result
+
+
+def fetch_hub_dataset(entry: dict[str, Any], data_dir: Path, *, mirror: str | None = None) -> int:
+    """Load a Hugging Face dataset (`datasets`) and export it with the benchmark's exporter into the data
+    folder. With a file:// mirror the dataset is read from `<mirror>/<hub id>/` (parquet/json files)."""
+    try:
+        import datasets
+    except ImportError:
+        raise DataError(f"fetching {entry['id']} needs `datasets` (pip install 'evalkit[judge]')") from None
+    source: str = entry["id"]
+    if mirror:
+        if not mirror.startswith("file://"):
+            raise DataError(
+                "hub datasets mirror only from a local folder (file://...); set HF_ENDPOINT for a hub mirror"
+            )
+        source = str(Path(mirror.removeprefix("file://")) / entry["id"])
+        if not Path(source).is_dir():
+            raise DataError(f"no copy of {entry['id']} under {source}")
+    from evalkit.registry import _resolve
+
+    exporter = _resolve(entry["exporter"])
+    try:
+        rows = datasets.load_dataset(
+            source, split=entry.get("split", "train"), revision=entry.get("revision")
+        )
+    except Exception as e:  # noqa: BLE001 - network, auth, missing repo: all one line
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise DataError(f"could not load dataset {entry['id']}: {first}") from None
+    return int(exporter(rows, Path(data_dir) / entry["into"]))
 
 
 def not_fetchable(benchmark: str, data_dir: Path) -> list[str]:
-    """Manifest files evalkit cannot download (extracted from code upstream) that are still missing."""
-    return [
-        f"{rel} (from {entry['extracted_from']})"
-        for rel, entry in manifest(benchmark).get("files", {}).items()
-        if not entry.get("url") and not (Path(data_dir) / rel).exists()
+    """Manifest files (and hub-dataset exports) that are still missing from the data folder."""
+    spec = manifest(benchmark)
+    missing = [
+        f"{rel} (from {entry.get('extracted_from') or entry.get('url')})"
+        for rel, entry in spec.get("files", {}).items()
+        if not (Path(data_dir) / rel).exists()
     ]
+    hub = spec.get("hub_dataset")
+    if hub and not (Path(data_dir) / hub["into"] / hub["check"]).exists():
+        missing.append(f"{hub['into']}/{hub['check']} (from the dataset {hub['id']})")
+    return missing

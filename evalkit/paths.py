@@ -32,6 +32,8 @@ CHECKPOINT_DIR = Path(
         "EVALKIT_CHECKPOINTS", cache_dir() / "checkpoints" if INSTALLED else PROJECT_ROOT / "checkpoints"
     )
 )
+# The 8 GenEval prompts of `make demo`, shipped in the package (protocol_data/SOURCE.md): works offline.
+DEMO_DATA_DIR = PACKAGE_DIR / "protocol_data" / "demo"
 
 
 def data_dir(override: str | os.PathLike | None = None) -> Path:

@@ -265,6 +265,54 @@ class SRRStats:
     abstained: int = 0  # gate decisions made without a signal
 
 
+def check_gate(
+    gate: str,
+    *,
+    reward: Scorer | None,
+    refiner: Any = None,
+    samples: list[Sample] | None = None,
+    refiner_can_self_check: bool | None = None,
+) -> None:
+    """Refuse, before any work, a gate that could not decide: a self gate without a signal, or with a
+    reward that has no inputs (DVReward without questions) for some sample; it would keep every image
+    unchanged and still label the row as refined."""
+    if gate != "self":
+        return
+    can_self_check = bool(refiner_can_self_check if refiner is None else getattr(refiner, "can_self_check", False))
+    if reward is None and not can_self_check:
+        raise EvalkitError(
+            "--srr-gate self needs a reward (--srr-judge + --srr-questions for DVReward) or a model with "
+            "self_check(); use --srr-gate all or oracle otherwise"
+        )
+    check = getattr(reward, "check_prompts", None)
+    if check is not None and samples is not None:
+        try:
+            check([(s.prompt, dict(s.metadata)) for s in samples])
+        except EvalkitError as error:
+            raise EvalkitError(f"--srr-gate self cannot decide: {error}") from None
+
+
+def srr_counts(run: Run, bench: Benchmark, samples: list[Sample]) -> dict[str, Any]:
+    """What the gate did over the run's finished images, for the summary and the table footnote:
+    images refined, kept by the gate, and gate decisions made without a signal (abstentions)."""
+    counts = {"images": 0, "refined": 0, "kept": 0, "abstained": 0, "rounds_run": 0}
+    gate = None
+    for sample in samples:
+        for k in range(bench.images_per_sample):
+            summary = _read_json(done_path(run, sample.id, k))
+            if not summary:
+                continue
+            gate = summary.get("gate", gate)
+            counts["images"] += 1
+            counts["refined"] += bool(summary.get("refined"))
+            counts["rounds_run"] += int(summary.get("final_round") or 0)
+            for r in range(int(summary.get("final_round") or 0) + 1):
+                meta = _read_json(round_path(run, sample.id, k, r).with_suffix(".json")).get("gate", {})
+                counts["kept"] += meta.get("decision") == "keep"
+                counts["abstained"] += "note" in meta
+    return {"gate": gate, **counts}
+
+
 def refine_run(
     run: Run,
     bench: Benchmark,
@@ -285,8 +333,7 @@ def refine_run(
     settings = SRRSettings(rounds, gate, threshold)
     if gate == "oracle" and oracle_scorer is None:
         raise EvalkitError("--srr-gate oracle needs the benchmark's scorer (oracle_scorer)")
-    if gate == "self" and reward is None and not refiner.can_self_check:
-        raise EvalkitError("--srr-gate self needs a reward (e.g. DVReward) or a model with self_check()")
+    check_gate(gate, reward=reward, refiner=refiner, samples=samples)
     todo = pending_srr(run, bench, samples)
     stats = SRRStats(samples=len(todo))
     for sample, k in todo:

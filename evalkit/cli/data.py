@@ -5,21 +5,24 @@ from __future__ import annotations
 import typer
 
 from evalkit.cli.options import DataDirOpt
-from evalkit.console import err, out
+from evalkit.console import out
 
 data_app = typer.Typer(no_args_is_help=True, help="Benchmark data: fetch and verify official files.")
 
 
 @data_app.command("fetch")
-def data_fetch(benchmark: str, data_dir: DataDirOpt = None) -> None:
+def data_fetch(
+    benchmark: str,
+    data_dir: DataDirOpt = None,
+    mirror: str | None = typer.Option(
+        None, help="a copy laid out like the data folder (file:///path or http://host/path)"
+    ),
+) -> None:
     """Download a benchmark's official files at pinned revisions and verify their checksums."""
     from evalkit import data, paths
 
     target = paths.data_dir(data_dir)
-    written = data.fetch(benchmark, target)
-    out.print(f"{benchmark}: {len(written)} file(s) downloaded and verified in {target}")
-    for note in data.not_fetchable(benchmark, target):
-        err.print(f"not downloadable, copy it into place: {note}", markup=False)
+    out.print(data.fetch(benchmark, target, mirror=mirror).line(benchmark, target), markup=False)
 
 
 @data_app.command("verify")

@@ -42,7 +42,7 @@ def doctor(data_dir: DataDirOpt = None) -> None:
     failed = False
     for name, ok, detail in checks(data_dir):
         mark = "[green]ok[/green]" if ok else "[yellow]--[/yellow]"
-        out.print(f"{mark}  {name}: {detail}")
+        out.print(f"{mark}  {name}: {detail}", soft_wrap=True)
         failed |= ok is False and name.startswith("torch")
     raise typer.Exit(1 if failed else 0)
 

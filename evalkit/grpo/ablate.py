@@ -119,8 +119,26 @@ def ablate(
     if prompts_file is None:
         if not tiny:
             raise EvalkitError("pass --prompts FILE (training prompts, .txt or .jsonl) for a real backbone")
-        prompts_file = data_dir / "geneval" / "evaluation_metadata.jsonl"  # pipeline check only
+        from evalkit.paths import DEMO_DATA_DIR
+
+        prompts_file = DEMO_DATA_DIR / "geneval" / "evaluation_metadata.jsonl"  # pipeline check only
     prompts = read_prompts(prompts_file)
+    footnotes = []
+    if limit is None and spec.eval_limit is not None:
+        limit = spec.eval_limit
+        footnotes.append(
+            f"partial evaluation: the first {limit} samples of each benchmark per row "
+            f"(eval.limit in {spec_path(backbone).name}; pass --limit to change it)"
+        )
+    elif limit is not None:
+        footnotes.append(f"partial evaluation: the first {limit} samples of each benchmark per row (--limit)")
+    if tiny:
+        footnotes.append("tiny random-weight backbone, rewards and judge: the numbers only check the pipeline")
+    from evalkit.rewards.checks import check_reward
+
+    for run in spec.rewards:  # a reward that cannot work is refused before any training starts
+        if not rewards or run.name in rewards:
+            check_reward(run.name, run.scorer, prompts=[(p, {}) for p in prompts])
     judge_spec = judge_spec or ("tiny" if tiny else None)
     if "tiif" in evals and not judge_spec:
         raise EvalkitError(
@@ -155,4 +173,5 @@ def ablate(
         out_dir,
         rewards=rewards,
         steps=steps,
+        footnotes=footnotes,
     )

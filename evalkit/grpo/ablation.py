@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,7 @@ class AblationSpec:
     rewards: list[RewardRun]
     columns: list[Column]
     prompts: str | None = None  # where the training prompts come from (interpreted by the caller)
+    eval_limit: int | None = None  # default --limit of every evaluation (stated in the table footnote)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AblationSpec:
@@ -63,6 +65,7 @@ class AblationSpec:
             rewards=rewards,
             columns=columns,
             prompts=data.get("prompts"),
+            eval_limit=(data.get("eval") or {}).get("limit"),
         )
 
     def reward(self, name: str) -> RewardRun:
@@ -81,9 +84,15 @@ class AblationResult:
 
 
 def load_ablation_spec(path: str | Path) -> AblationSpec:
+    """Read a spec; a scorer's relative `questions` file is relative to the spec's folder."""
     import yaml
 
-    return AblationSpec.from_dict(yaml.safe_load(Path(path).read_text()))
+    spec = AblationSpec.from_dict(yaml.safe_load(Path(path).read_text()))
+    for run in spec.rewards:
+        questions = run.scorer.get("questions")
+        if isinstance(questions, str) and not Path(questions).is_absolute():
+            run.scorer["questions"] = str(Path(path).resolve().parent / questions)
+    return spec
 
 
 def run_config(spec: AblationSpec, run: RewardRun, out_dir: Path, steps: int | None) -> GRPOConfig:
@@ -138,8 +147,9 @@ def _cached_eval(
 
 
 def _best(values: list[float], higher_is_better: bool) -> float | None:
+    """The value to bold, or None when there is nothing to choose (no values, or all tied)."""
     finite = [v for v in values if v is not None and math.isfinite(v)]
-    if not finite:
+    if len(set(finite)) < 2:
         return None
     return max(finite) if higher_is_better else min(finite)
 
@@ -148,8 +158,10 @@ def format_table(
     rows: Mapping[str, Mapping[str, float]],
     columns: Sequence[Column],
     titles: Mapping[str, str] | None = None,
+    footnotes: Sequence[str] = (),
 ) -> tuple[str, str]:
-    """(Markdown, LaTeX) tables: one row per run, best value of each column in bold; missing = "–"."""
+    """(Markdown, LaTeX) tables: one row per run, best value of each column in bold (never when all are
+    tied); missing = "–"; footnotes once, under the table."""
     titles = dict(titles or {})
     cells: dict[str, list[str]] = {row: [] for row in rows}
     for col in columns:
@@ -183,6 +195,9 @@ def format_table(
         tex_label = latex_escape(label)
         tex_lines.append(" & ".join([tex_label] + [tex(c) for c in row_cells]) + " \\\\")
     tex_lines += ["\\bottomrule", "\\end{tabular}"]
+    if footnotes:
+        md_lines += [""] + [f"{i}. {note}" for i, note in enumerate(footnotes, 1)]
+        tex_lines += ["\\par\\footnotesize " + " ".join(f"({i}) {n}" for i, n in enumerate(footnotes, 1))]
     return "\n".join(md_lines) + "\n", "\n".join(tex_lines) + "\n"
 
 
@@ -195,6 +210,8 @@ def run_reward_ablation(
     out_dir: str | Path,
     rewards: Sequence[str] | None = None,
     steps: int | None = None,
+    footnotes: Sequence[str] = (),
+    progress: Callable[[str], None] | None = None,
 ) -> AblationResult:
     """Train one LoRA per reward, evaluate base + each LoRA, write ablation.md / ablation.tex / results.json.
 
@@ -202,17 +219,30 @@ def run_reward_ablation(
     `scorer_factory(reward name, options)` builds the reward's Scorer; `steps` overrides `num_epochs`.
     """
     out_dir = Path(out_dir)
+    say = progress or _stderr
     chosen = [spec.reward(name) for name in rewards] if rewards else list(spec.rewards)
-    loras = {
-        run.name: train_reward(spec, run, pipeline_factory, scorer_factory, prompts, out_dir, steps)
-        for run in chosen
-    }
+    stages = 2 * len(chosen) + 1
+    loras = {}
+    for i, run in enumerate(chosen, 1):
+        say(f"[{i}/{stages}] training {run.name} ({out_dir / run.name})")
+        loras[run.name] = train_reward(spec, run, pipeline_factory, scorer_factory, prompts, out_dir, steps)
+    say(f"[{len(chosen) + 1}/{stages}] evaluating {BASE_ROW}")
     rows = {BASE_ROW: _cached_eval(out_dir / BASE_ROW, BASE_ROW, None, evaluate)}
-    for run in chosen:
+    for i, run in enumerate(chosen, len(chosen) + 2):
+        say(f"[{i}/{stages}] evaluating {run.name}")
         rows[run.name] = _cached_eval(out_dir / run.name, run.name, loras[run.name], evaluate)
     titles = {BASE_ROW: f"{spec.backbone} (base)", **{r.name: r.title or r.name for r in chosen}}
-    markdown, latex = format_table(rows, spec.columns, titles)
+    notes = list(footnotes) + [
+        f"{col.title}: no value in any row (every record failed or abstained)"
+        for col in spec.columns
+        if all(values.get(col.key) is None for values in rows.values())
+    ]
+    markdown, latex = format_table(rows, spec.columns, titles, notes)
     (out_dir / "ablation.md").write_text(markdown)
     (out_dir / "ablation.tex").write_text(latex)
     (out_dir / "results.json").write_text(json.dumps({"backbone": spec.backbone, "rows": rows}, indent=2))
     return AblationResult(rows=rows, markdown=markdown, latex=latex, lora_paths=loras)
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)

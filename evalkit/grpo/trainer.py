@@ -98,6 +98,10 @@ class GRPOTrainer:
         if not self.prompts:
             raise ValueError("no training prompts")
         self.reward_fn = WeightedReward(scorers, config.rewards)
+        for scorer in scorers.values():  # e.g. DVReward without questions for some prompt: refuse now
+            check = getattr(scorer, "check_prompts", None)
+            if check is not None:
+                check(self.prompts)
         self.accelerator = accelerator or Accelerator(mixed_precision=config.mixed_precision)
         self.output_dir = Path(config.output_dir)
         self.epoch = 0  # number of finished epochs
@@ -449,6 +453,13 @@ class GRPOTrainer:
         rollouts = self.collect_rollouts(epoch)
         rollout_s = time.perf_counter() - start
         advantages, stats = self.compute_advantages(rollouts)
+        if stats["abstained"] and math.isnan(stats["reward_mean"]):
+            from evalkit.errors import EvalkitError
+
+            raise EvalkitError(
+                f"epoch {epoch}: the reward abstained on all {stats['abstained']} rollouts, so there is nothing "
+                "to train on (a judge that always fails, or a reward without inputs for these prompts)"
+            )
         train_metrics = self.optimize(rollouts, advantages, epoch)
         self.epoch += 1
         record = {

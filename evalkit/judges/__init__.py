@@ -22,6 +22,7 @@ __all__ = [
     "JudgeFailure",
     "ReplyCache",
     "YesNoAnswer",
+    "check_judge",
     "load_judge",
 ]
 
@@ -38,6 +39,7 @@ def load_judge(
     *,
     url: str | None = None,
     cache_path: Path | None = None,
+    allow_download: bool = False,
     **decoding: Any,
 ) -> Judge:
     """Build a judge from a CLI spec. Extra keywords go to the backend (temperature, max_tokens, seed,
@@ -65,7 +67,7 @@ def load_judge(
 
         if url is not None:
             raise EvalkitError("--judge-url is for openai:/azure: judges; hf: judges run locally")
-        return HFJudge.from_pretrained(target, **options)
+        return HFJudge.from_pretrained(target, allow_download=allow_download, **options)
     from evalkit.judges.openai_http import OpenAIJudge
 
     if backend == "azure":
@@ -132,3 +134,53 @@ def check_options(backend: str, options: dict[str, Any]) -> None:
     for name in options:
         if name not in known:
             raise did_you_mean(f"{backend} judge option", name, known)
+
+
+def check_judge(
+    spec: str, *, url: str | None = None, allow_download: bool = False, timeout: float = 5.0
+) -> None:
+    """Everything about a judge spec that can be checked before any model loads or image is made: the
+    backend name, an hf: judge's weights on disk, an HTTP judge's server accepting a connection.
+    Raises EvalkitError (one line, with the fix)."""
+    from evalkit.errors import EvalkitError, did_you_mean
+
+    backend, _, target = spec.partition(":")
+    backend = backend.strip().lower()
+    if backend not in BACKENDS:
+        raise did_you_mean("judge backend", backend, list(BACKENDS))
+    if backend == "tiny":
+        return
+    if not target:
+        raise EvalkitError(f"judge spec '{spec}' needs a model after '{backend}:' ({BACKENDS[backend]})")
+    if backend == "hf":
+        if url is not None:
+            raise EvalkitError("--judge-url is for openai:/azure: judges; hf: judges run locally")
+        if not allow_download:
+            from evalkit.checkpoints import resolve_hub
+
+            resolve_hub(target, what="judge")
+        return
+    if backend == "azure" and url is None:
+        raise EvalkitError("azure: judges need --judge-url (the Azure OpenAI endpoint)")
+    check_reachable(url or "https://api.openai.com/v1", timeout=timeout, what=f"judge server for '{spec}'")
+
+
+def check_reachable(url: str, *, timeout: float = 5.0, what: str = "server") -> None:
+    """One TCP connect to the URL's host and port (no request, no credentials sent)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from evalkit.errors import EvalkitError
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise EvalkitError(f"{what}: '{url}' is not an http(s) URL (e.g. http://localhost:8000/v1)")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise EvalkitError(
+            f"{what}: cannot connect to {parts.hostname}:{port} ({reason}); start the server or fix --judge-url"
+        ) from None

@@ -101,6 +101,11 @@ def weights_snapshot(model, path: str | os.PathLike | None) -> str:
     return "sha256:" + digest.hexdigest()[:16]
 
 
+def _cache_snapshot(path: Path) -> str | None:
+    """The hub commit of a folder in the Hugging Face cache (.../snapshots/<commit>), else None."""
+    return path.name if path.parent.name == "snapshots" else None
+
+
 class HFJudge:
     """A transformers image-text-to-text model as a Judge, with prefix KV-cache reuse for yes/no questions."""
 
@@ -147,46 +152,43 @@ class HFJudge:
         name: str | None = None,
         device: str | None = None,
         dtype: str = "auto",
-        revision: str | None = None,
         attn_implementation: str | None = None,
+        allow_download: bool = False,
         **options: Any,
     ) -> HFJudge:
         """Load model and processor with AutoModelForImageTextToText / AutoProcessor (local folder or hub id).
 
         `device="auto"` spreads a large model over the visible GPUs (accelerate's device_map).
         """
+        from evalkit.checkpoints import resolve_hub
         from evalkit.errors import MissingWeightsError
 
-        if name_or_path.startswith(("/", "./", "../", "~")):
-            name_or_path = str(Path(name_or_path).expanduser())
-            if not Path(name_or_path).is_dir():
-                raise MissingWeightsError(f"judge folder {name_or_path} does not exist")
+        # Local folder, checkpoints/<name>/ or the HF cache; a miss is one line with the fetch command,
+        # found before torch loads and without a minutes-long hub retry loop.
+        source = name_or_path
+        local_path = resolve_hub(name_or_path, allow_download=allow_download, what="judge")
 
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        load_kwargs: dict[str, Any] = {"dtype": dtype, "revision": revision}
+        load_kwargs: dict[str, Any] = {"dtype": dtype, "local_files_only": True}
         if attn_implementation:
             load_kwargs["attn_implementation"] = attn_implementation
         if device == "auto":
             load_kwargs["device_map"] = "auto"
         try:
-            processor = AutoProcessor.from_pretrained(name_or_path, revision=revision)
-            model = AutoModelForImageTextToText.from_pretrained(name_or_path, **load_kwargs)
+            processor = AutoProcessor.from_pretrained(str(local_path), local_files_only=True)
+            model = AutoModelForImageTextToText.from_pretrained(str(local_path), **load_kwargs)
         except OSError as error:
-            raise MissingWeightsError(
-                f"cannot load judge '{name_or_path}' ({error}). Download it first, e.g. "
-                f"`hf download {name_or_path}`, or pass a local folder: --judge hf:/path/to/model"
-            ) from error
+            first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+            raise MissingWeightsError(f"cannot load judge '{source}' from {local_path}: {first}") from None
         if device != "auto":
             model = model.to(device)
-        local = name_or_path if Path(name_or_path).is_dir() else None
-        judge = cls(
-            model, processor, name=name or name_or_path, snapshot=weights_snapshot(model, local), **options
-        )
-        judge.source = name_or_path
+        snapshot = _cache_snapshot(local_path) or weights_snapshot(model, local_path)
+        judge = cls(model, processor, name=name or source, snapshot=snapshot, **options)
+        judge.source = source
         return judge
 
     # ------------------------------------------------------------------ interface

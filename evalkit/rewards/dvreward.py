@@ -81,6 +81,12 @@ class DVReward:
             "judge": self.judge.config(),
         }
 
+    def check_prompts(self, pairs: list[tuple[str, Mapping[str, Any]]]) -> None:
+        """Refuse (EvalkitError) before any work when some prompt has no questions: it could only abstain."""
+        from evalkit.rewards.checks import check_dvreward_questions
+
+        check_dvreward_questions(self.questions, pairs)
+
     def decomposition_for(
         self, prompt: str, metadata: Mapping[str, Any] | None = None
     ) -> Decomposition | None:
@@ -131,7 +137,7 @@ class DVReward:
 
 
 def build_dvreward(
-    judge: str | Judge = "tiny",
+    judge: str | Judge,
     *,
     judge_url: str | None = None,
     questions: QuestionSource = None,
@@ -142,7 +148,8 @@ def build_dvreward(
     workers: int = 1,
     **judge_options: Any,
 ) -> DVReward:
-    """Registry factory: a judge spec (tiny, hf:..., openai:...) or a built Judge, and a questions file.
+    """Registry factory: a judge spec (hf:..., openai:..., or `tiny` in tests) or a built Judge, and a
+    questions file. There is no default judge: a random one would turn into numbers.
 
     A judge spec is loaded with AlphaGRPO's auditor system prompt unless `system_prompt=None`.
     """

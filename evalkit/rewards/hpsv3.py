@@ -146,16 +146,21 @@ def _load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return state.get("model", state) if isinstance(state.get("model", None), dict) else state
 
 
-def resolve_checkpoint(checkpoint: str | Path) -> Path:
-    """A local file, or ``MizzenAI/HPSv3`` resolved through the Hugging Face cache (no download here)."""
+def resolve_checkpoint(checkpoint: str | Path, allow_download: bool = False) -> Path:
+    """A local file, or ``MizzenAI/HPSv3`` from checkpoints/hpsv3/ or the Hugging Face cache (never downloaded
+    unless `allow_download`)."""
+    from evalkit.checkpoints import resolve_hub
+    from evalkit.errors import MissingWeightsError
+
     path = Path(checkpoint)
     if path.is_file():
         return path
-    if path.is_dir():
-        return path / HPSV3_FILE
-    from huggingface_hub import hf_hub_download
-
-    return Path(hf_hub_download(str(checkpoint), HPSV3_FILE))
+    folder = resolve_hub(checkpoint, allow_download=allow_download, what="HPSv3 checkpoint")
+    if folder.is_file():
+        return folder
+    if not (folder / HPSV3_FILE).is_file():
+        raise MissingWeightsError(f"{folder} has no {HPSV3_FILE}; get it with: evalkit weights fetch hpsv3")
+    return folder / HPSV3_FILE
 
 
 class HPSv3Scorer:
@@ -169,16 +174,22 @@ class HPSv3Scorer:
         dtype: torch.dtype | None = None,
         pixels: int = PIXELS,
         batch_size: int = 4,
+        allow_download: bool = False,
     ):
+        from evalkit.checkpoints import resolve_hub
+
+        # Both resolved before anything loads: a missing one is one line, not a hub retry loop.
+        checkpoint_file = resolve_checkpoint(checkpoint, allow_download)
+        base = resolve_hub(base, allow_download=allow_download, what="HPSv3 base model")
         from transformers import AutoProcessor
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = dtype or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
-        self.processor = AutoProcessor.from_pretrained(str(base), padding_side="right")
+        self.processor = AutoProcessor.from_pretrained(str(base), padding_side="right", local_files_only=True)
         self.processor.tokenizer.add_special_tokens({"additional_special_tokens": [REWARD_TOKEN]})
         self.reward_token_id = self.processor.tokenizer.convert_tokens_to_ids(REWARD_TOKEN)
-        state = convert_released_keys(_load_state_dict(resolve_checkpoint(checkpoint)))
-        model = _reward_model_class().from_pretrained(str(base), dtype=dtype)
+        state = convert_released_keys(_load_state_dict(checkpoint_file))
+        model = _reward_model_class().from_pretrained(str(base), dtype=dtype, local_files_only=True)
         model.resize_token_embeddings(state["model.language_model.embed_tokens.weight"].shape[0])
         model.load_state_dict(state, strict=True)
         model.rm_head.float()

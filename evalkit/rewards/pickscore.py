@@ -43,21 +43,37 @@ class PickScoreScorer:
         dtype: torch.dtype | None = None,
         normalize: Literal["none", "flow_grpo"] = "none",
         batch_size: int = 16,
+        allow_download: bool = False,
     ):
-        from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
+        from evalkit.checkpoints import resolve_hub
+        from evalkit.errors import EvalkitError
 
         if normalize not in ("none", "flow_grpo"):
-            raise ValueError(f"normalize must be 'none' or 'flow_grpo', got {normalize!r}")
+            raise EvalkitError(f"PickScore normalize must be 'none' or 'flow_grpo', got {normalize!r}")
+        # Both resolved before either loads: a missing one is one line, not a hub retry loop.
+        model_path = resolve_hub(model, allow_download=allow_download, what="PickScore model")
+        processor_path = resolve_hub(
+            processor or model, allow_download=allow_download, what="PickScore processor"
+        )
+        from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
+
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = dtype or (torch.float16 if self.device.type == "cuda" else torch.float32)
-        self.image_processor = AutoImageProcessor.from_pretrained(processor or model, backend="pil")
-        self.tokenizer = AutoTokenizer.from_pretrained(processor or model)
-        self.model = CLIPModel.from_pretrained(model, dtype=dtype).to(self.device).eval()
+        self.image_processor = AutoImageProcessor.from_pretrained(
+            str(processor_path), backend="pil", local_files_only=True
+        )
+        self.tokenizer = AutoTokenizer.from_pretrained(str(processor_path), local_files_only=True)
+        self.model = (
+            CLIPModel.from_pretrained(str(model_path), dtype=dtype, local_files_only=True)
+            .to(self.device)
+            .eval()
+        )
+        self.model_id = str(model)
         self.normalize = normalize
         self.batch_size = batch_size
 
     def config(self) -> dict[str, Any]:
-        return {"name": self.name, "model": self.model.name_or_path, "normalize": self.normalize}
+        return {"name": self.name, "model": self.model_id, "normalize": self.normalize}
 
     def pixel_values(self, images: list[Image.Image]) -> torch.Tensor:
         """[B, 3, 224, 224] float32 pixels as the official PIL preprocessing makes them."""

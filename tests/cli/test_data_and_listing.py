@@ -123,6 +123,23 @@ def test_doctor_reports_data_and_missing_weights(cli, data_dir, tmp_path, monkey
     code, out, err = cli("doctor", "--data-dir", data_dir)
     assert code == 0, err
     assert "torch: 2." in out
-    assert "weights sd35m: missing" in out
+    weights = next(line for line in out.splitlines() if "weights:" in line)
+    assert "sd35m" in weights and "evalkit weights fetch" in weights
     assert "data geneval:" in out and "all files ok" in out.split("data geneval:")[1].splitlines()[0]
-    assert "dpg_bench/dpg_bench.csv missing" in out
+    dpg = out.split("data dpg:")[1].splitlines()[0]
+    assert "missing" in dpg and "dpg_bench/dpg_bench.csv" in dpg
+    assert len(out.splitlines()) <= 12  # a summary, one line per topic
+
+
+def test_doctor_on_an_empty_machine_is_short_with_one_next_step_per_problem(cli, tmp_path, monkeypatch):
+    monkeypatch.setattr("evalkit.checkpoints.CHECKPOINT_DIR", tmp_path / "ckpt")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    code, out, err = cli("doctor", "--data-dir", tmp_path / "empty")
+    lines = out.splitlines()
+    assert code == 0, err
+    assert len(lines) <= 12, out
+    problems = [line for line in lines if line.startswith("--")]
+    assert problems and all(line.count("->") == 1 for line in problems)
+    assert any("evalkit data fetch tiif" in line for line in problems)

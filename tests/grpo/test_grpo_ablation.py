@@ -49,9 +49,18 @@ def test_format_table_bolds_best_and_marks_missing():
     rows = {"base": {"a": 0.5, "b": 3.0}, "x": {"a": 0.75, "b": math.nan}, "y": {"a": 0.25}}
     columns = [Column("a", "A"), Column("b", "B", fmt=".1f", higher_is_better=False)]
     markdown, latex = format_table(rows, columns, {"base": "SD (base)"})
-    assert "| SD (base) | 0.50 | **3.0** |" in markdown
+    assert "| SD (base) | 0.50 | 3.0 |" in markdown  # a lone value is not "best" of anything
     assert "| x | **0.75** | – |" in markdown and "| y | 0.25 | – |" in markdown
     assert "x & \\textbf{0.75} & -- \\\\" in latex and "\n\\begin{tabular}{lrr}" in latex
+
+
+def test_format_table_never_bolds_ties_and_prints_footnotes_once():
+    rows = {"base": {"a": 0.0}, "x": {"a": 0.0}, "y": {"a": 0.0}}
+    notes = ["partial evaluation: the first 4 samples", "tiny random weights"]
+    markdown, latex = format_table(rows, [Column("a", "A")], footnotes=notes)
+    assert "**" not in markdown and "\\textbf" not in latex
+    assert markdown.count("partial evaluation") == 1 and markdown.rstrip().endswith("2. tiny random weights")
+    assert latex.count("partial evaluation") == 1
 
 
 def test_tiny_ablation_runs_end_to_end_and_resumes(tmp_path):
@@ -85,7 +94,14 @@ def test_tiny_ablation_runs_end_to_end_and_resumes(tmp_path):
         return {"brightness": float(np.mean(BrightnessScorer().score(images, ["", ""], [{}, {}])))}
 
     prompts = ["a photo of a cat", "a red car", "two dogs"]
-    result = run_reward_ablation(spec, tiny_sd3_pipeline, scorers, evaluate, prompts, tmp_path)
+    stages: list[str] = []
+    result = run_reward_ablation(
+        spec, tiny_sd3_pipeline, scorers, evaluate, prompts, tmp_path, progress=stages.append
+    )
+    assert [line.split(" (")[0] for line in stages] == [
+        "[1/5] training brightness", "[2/5] training darkness", "[3/5] evaluating base",
+        "[4/5] evaluating brightness", "[5/5] evaluating darkness",
+    ]  # fmt: skip
     assert list(result.rows) == ["base", "brightness", "darkness"]
     assert (tmp_path / "ablation.md").read_text() == result.markdown
     assert "| tiny-sd3 (base) |" in result.markdown and "| Dark |" in result.markdown

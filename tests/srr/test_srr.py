@@ -14,10 +14,10 @@ from evalkit.benchmarks.base import Benchmark, Sample, SampleScorer
 from evalkit.dvreward import Decomposition, Question
 from evalkit.errors import EvalkitError
 from evalkit.generators.base import Generation, GenerationRequest, Generator
-from evalkit.judges.base import YesNoAnswer
+from evalkit.judges.base import JudgeFailure, YesNoAnswer
 from evalkit.rewards.dvreward import DVReward
 from evalkit.runs import Run
-from evalkit.srr import done_path, pending_srr, refine_run, reflection_prompt, round_path
+from evalkit.srr import done_path, pending_srr, refine_run, reflection_prompt, round_path, srr_counts
 
 CHANNEL = {"red": 0, "green": 1, "blue": 2}
 
@@ -214,15 +214,40 @@ def test_gate_oracle_refines_only_what_the_benchmark_marks_wrong(setup) -> None:
     assert oracle.images == 6 + 4 + 4  # round 0 for all, then only the refined ones
 
 
-def test_gate_self_uses_dvreward_below_threshold_and_keeps_when_it_abstains(setup) -> None:
-    run, bench, samples, _ = setup
-    questions = {
+class GreenFailingJudge(ColorJudge):
+    """Fails (as a server would) on every question about green."""
+
+    def answer_yes_no(self, image, questions):
+        return [
+            JudgeFailure("server error") if "green" in q else answer
+            for q, answer in zip(questions, super().answer_yes_no(image, questions), strict=True)
+        ]
+
+    def chat(self, messages, **decoding):
+        raise JudgeFailure("server error")
+
+
+def _questions(colors) -> dict:
+    return {
         f"a {c} square": Decomposition(
             f"a {c} square", [Question(f"Is the square {c}?", "semantic", "Attribute")], []
         )
-        for c in ("red", "blue")
-    }  # no questions for green: DVReward abstains
-    reward = DVReward(ColorJudge(), questions=questions)
+        for c in colors
+    }
+
+
+def test_gate_self_without_questions_for_a_sample_is_refused_before_work(setup) -> None:
+    run, bench, samples, first = setup
+    reward = DVReward(ColorJudge(), questions=_questions(("red", "blue")))  # none for green
+    refiner = PaintRefiner()
+    with pytest.raises(EvalkitError, match="cannot decide.*no questions for 1 of 3"):
+        refine_run(run, bench, samples, refiner, rounds=1, gate="self", reward=reward, global_seed=7)
+    assert refiner.calls == [] and not list(run.root.glob("samples/*/*.r0.png"))
+
+
+def test_gate_self_uses_dvreward_below_threshold_and_counts_abstentions(setup) -> None:
+    run, bench, samples, _ = setup
+    reward = DVReward(GreenFailingJudge(), questions=_questions(("red", "blue", "green")))
     refiner = PaintRefiner()
     stats = refine_run(
         run, bench, samples, refiner, rounds=3, gate="self", threshold=0.7, reward=reward, global_seed=7
@@ -231,7 +256,9 @@ def test_gate_self_uses_dvreward_below_threshold_and_keeps_when_it_abstains(setu
     assert stats.abstained == 2 and stats.kept == 6
     green = sidecar(round_path(run, "s2", 0, 0))["gate"]
     assert green["reward"] is None and green["decision"] == "keep" and "abstained" in green["note"]
-    assert green["reward_details"]["failure"] == "no questions for this prompt"
+    assert green["reward_details"]["failure"]
+    counts = srr_counts(run, bench, samples)
+    assert counts == {"gate": "self", "images": 6, "refined": 2, "kept": 6, "abstained": 2, "rounds_run": 4}
     blue = [sidecar(round_path(run, "s1", 0, r))["gate"] for r in range(3)]
     assert [g["decision"] for g in blue] == ["refine", "refine", "keep"]
     assert blue[0]["reward"] == pytest.approx(blue[0]["reward_details"]["questions"][0]["score"] ** 0.5)

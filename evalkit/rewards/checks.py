@@ -1,0 +1,159 @@
+"""Checks of a reward's name and options that run before any reward model, judge or generator loads.
+
+A misspelt option, a judge-based reward without a judge or DVReward without questions is one line with the
+fix (EvalkitError, exit 2), found in a second instead of after the images are made.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from evalkit.errors import EvalkitError, did_you_mean
+
+JUDGED = ("viescore", "unifiedreward", "dvreward")
+# Options every judge backend takes (see evalkit.judges.load_judge); DVReward passes them to its judge.
+JUDGE_OPTIONS = (
+    "temperature",
+    "max_tokens",
+    "top_p",
+    "seed",
+    "system_prompt",
+    "device",
+    "dtype",
+    "batch_size",
+    "concurrency",
+    "timeout",
+    "max_retries",
+    "allow_download",
+)
+
+
+def _constructor(name: str) -> Callable[..., Any] | None:
+    """The callable whose keyword arguments are the reward's options."""
+    if name == "pickscore":
+        from evalkit.rewards.pickscore import PickScoreScorer
+
+        return PickScoreScorer
+    if name == "hpsv3":
+        from evalkit.rewards.hpsv3 import HPSv3Scorer
+
+        return HPSv3Scorer
+    if name == "viescore":
+        from evalkit.rewards.viescore import VIEScoreScorer
+
+        return VIEScoreScorer
+    if name == "unifiedreward":
+        from evalkit.rewards.unifiedreward import UnifiedRewardScorer
+
+        return UnifiedRewardScorer
+    if name == "dvreward":
+        from evalkit.rewards.dvreward import build_dvreward
+
+        return build_dvreward
+    return None  # brightness: no options
+
+
+def accepted_options(name: str) -> dict[str, Any]:
+    """Option name -> its annotation (typing.Literal choices are checked), for reward `name`."""
+    target = _constructor(name)
+    if target is None:
+        return {}
+    func = target.__init__ if inspect.isclass(target) else target
+    hints = typing.get_type_hints(func)
+    params = {
+        p: hints.get(p, Any)
+        for p, param in inspect.signature(func).parameters.items()
+        if p not in ("self", "judge") and param.kind not in (param.VAR_KEYWORD, param.VAR_POSITIONAL)
+    }
+    if name in ("pickscore", "hpsv3"):
+        params["tiny"] = bool  # tiny random-weight model of the real architecture (tests, demo)
+    if name in JUDGED:
+        params.update({"judge": str, "judge_url": str})
+    if name == "dvreward":
+        params.update({key: Any for key in JUDGE_OPTIONS})
+    return params
+
+
+def check_reward(
+    name: str,
+    options: Mapping[str, Any] | None = None,
+    *,
+    judge: Any = None,
+    prompts: Iterable[tuple[str, Mapping[str, Any]]] | None = None,
+) -> None:
+    """Refuse, before anything loads, a reward that cannot work as asked.
+
+    `judge` is a built Judge handed over by the caller (else the `judge` option is the spec); `prompts`
+    ((prompt, metadata) pairs), when known, lets DVReward check it has questions for every one of them
+    (callers that learn the prompts later call the built scorer's `check_prompts`).
+    """
+    from evalkit import registry
+
+    registry.lookup("rewards", name)
+    options = dict(options or {})
+    accepted = accepted_options(name)
+    for key, value in options.items():
+        if key not in accepted:
+            if not accepted:
+                raise EvalkitError(f"reward '{name}' takes no options (got '{key}')")
+            raise did_you_mean(f"{name} option", key, list(accepted))
+        choices = typing.get_args(accepted[key]) if typing.get_origin(accepted[key]) is typing.Literal else ()
+        if choices and value not in choices:
+            raise EvalkitError(f"{name} option {key}={value!r} is not one of {', '.join(map(repr, choices))}")
+    if name not in JUDGED:
+        return
+    spec = options.get("judge")
+    if judge is None and not spec:
+        raise EvalkitError(
+            f"reward '{name}' is computed by a judge: pass --judge hf:<id-or-path> or "
+            "--judge openai:<model> --judge-url URL (or the `judge` option)"
+        )
+    if judge is None:
+        from evalkit.judges import check_judge
+
+        check_judge(
+            str(spec), url=options.get("judge_url"), allow_download=bool(options.get("allow_download"))
+        )
+    if name == "dvreward" and (prompts is not None or options.get("questions")):
+        check_dvreward_questions(options.get("questions"), prompts)
+
+
+def check_dvreward_questions(questions: Any, prompts: Iterable[tuple[str, Mapping[str, Any]]] | None) -> None:
+    """DVReward scores only prompts it has questions for; without any it would abstain on everything."""
+    from evalkit.rewards.dvreward import decomposition_from_metadata
+
+    index: Mapping[str, Any] = {}
+    if isinstance(questions, Mapping):
+        index = questions
+    elif questions:
+        path = Path(str(questions)).expanduser()
+        if not path.is_file():
+            raise EvalkitError(f"DVReward questions file {path} does not exist")
+        from evalkit.dvreward.format import index_by_prompt, read_jsonl
+
+        index = index_by_prompt(read_jsonl(path))
+    pairs = list(prompts) if prompts is not None else None
+    if pairs is None:
+        if not index:
+            raise EvalkitError(
+                "DVReward needs questions: pass questions=FILE.jsonl "
+                "(make one with `evalkit dvreward decompose`) or prompts that carry their questions"
+            )
+        return
+    missing = []
+    for prompt, meta in pairs:
+        try:
+            found = decomposition_from_metadata(prompt, meta or {})
+        except ValueError as error:
+            raise EvalkitError(f"malformed DVReward questions for prompt '{prompt[:60]}': {error}") from None
+        if found is None and prompt not in index:
+            missing.append(prompt)
+    if missing:
+        raise EvalkitError(
+            f"DVReward has no questions for {len(missing)} of {len(pairs)} prompts (first: '{missing[0][:60]}'); "
+            "pass questions=FILE.jsonl covering them (`evalkit dvreward decompose`)"
+        )
