@@ -240,7 +240,7 @@ class DiffusersGenerator(Generator):
 
 
 def capabilities(spec: ModelSpec) -> dict[str, bool | None]:
-    """What the model can do, known without loading weights: {"edit": ..., "think": False}.
+    """What the model can do, known without loading weights: {"edit": ..., "think": False, "refine": False}.
 
     `edit` is None when it cannot be told yet (a hub id that is not in the local cache).
     """
