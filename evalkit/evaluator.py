@@ -50,6 +50,7 @@ class JudgeChoice:
     spec: str | None = None
     url: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    allow_download: bool = False  # hf: judges only; never part of config() (it does not change replies)
 
     def config(self) -> dict[str, Any] | None:
         """What keys the records: the judge spec, server (without credentials) and decoding options."""
@@ -62,7 +63,10 @@ class JudgeChoice:
     def load(self, run_root: Path):
         from evalkit.judges import load_judge
 
-        return load_judge(self.spec, url=self.url, cache_path=run_root / "judge_cache.sqlite", **self.options)
+        extra = {"allow_download": True} if self.allow_download else {}
+        return load_judge(
+            self.spec, url=self.url, cache_path=run_root / "judge_cache.sqlite", **self.options, **extra
+        )
 
 
 @dataclass
@@ -381,6 +385,7 @@ def evaluate(
     stages: tuple[str, ...] = ("generate", "refine", "score", "summarize"),
     shard: Any = None,
     show_progress: bool = True,
+    allow_download: bool = False,
 ) -> EvalResult:
     """Evaluate `model` on `benchmark` (a name or protocol id such as "geneval@long"), resumably.
 
@@ -391,6 +396,11 @@ def evaluate(
     (RANK/WORLD_SIZE set) the result has no summary until `merge_run`. Failed judge records are retried
     unless `retry_failed=False`. The run folder is locked while this runs (see `evalkit.runlock`): a
     second process on the same shard, or any writer beside a `rescore`, stops with the holder's pid.
+    `allow_download` lets an hf: judge fetch missing weights from the hub (never implicit).
+
+    Before anything loads (evalkit.prechecks): the runs folder is writable, the scorer's data files (question
+    CSV, judge prompts) are there, the judge exists (weights on disk, server accepting connections), and SRR
+    can work (a model that refines, a self gate with questions for every sample).
     """
     from evalkit.runs import Shard
 
@@ -410,7 +420,7 @@ def evaluate(
     if "refine" not in stages:
         srr_options = SRROptions(0)
     check_capabilities(model, options, bench, samples, srr_options)
-    judge_choice = JudgeChoice(judge, judge_url, dict(judge_options or {}))
+    judge_choice = JudgeChoice(judge, judge_url, dict(judge_options or {}), allow_download)
     scoring = "score" in stages
     if scoring:
         _judge_required(bench, judge_choice)
@@ -419,9 +429,11 @@ def evaluate(
     if scoring:
         checked_scorer_config(bench, score_options)  # refuse bad scorer options before generating anything
     srr_cfg = srr_options.config()
+    _check_before_work(bench, samples, model, options, Path(runs_dir), scoring, score_options,
+                       judge_choice, srr_options if srr_cfg else None)  # fmt: skip
     try:
         run = open_run(model, options, dtype, seed, bench, Path(runs_dir), bench_options, srr_cfg)
-        run.write_info({"limit": limit, "seed": seed})
+        run.write_info({"limit": limit, "seed": seed, "data_dir": _data_root(data_dir)})
     except OSError as e:
         raise EvalkitError(
             f"cannot write a run folder under --runs-dir {runs_dir} ({e.strerror}); pass a writable folder"
@@ -437,7 +449,6 @@ def evaluate(
 def _run_stages(run, bench, samples, model, options, generator, device, dtype, seed, batch_size, stages,
                 srr_options, judge_choice, score_options, shard, rescore, retry_failed, limit,
                 show_progress) -> EvalResult:  # fmt: skip
-    from evalkit import pipeline
 
     scoring = "score" in stages
     srr_cfg = srr_options.config()
@@ -475,8 +486,57 @@ def _run_stages(run, bench, samples, model, options, generator, device, dtype, s
             retry_failed,
         )  # fmt: skip
     if "summarize" in stages and shard.world_size == 1:
-        result.summary = pipeline.summarize(run, bench, bench.samples()[:limit])
+        result.summary = _summarize(run, bench, bench.samples()[:limit])
     return result
+
+
+def _data_root(data_dir: Path | str | None) -> str:
+    """The data folder a run was made from, as an absolute path (run.json keeps it for later scoring)."""
+    from evalkit import paths
+
+    return str(paths.data_dir(Path(data_dir) if data_dir else None).resolve())
+
+
+def _remembered_data_dir(info: dict[str, Any], data_dir: Path | str | None) -> Path | str | None:
+    """--data-dir if given, else the folder the run was made from (when it still exists)."""
+    if data_dir is not None:
+        return data_dir
+    remembered = info.get("data_dir")
+    return remembered if remembered and Path(remembered).is_dir() else None
+
+
+def _summarize(run, bench, samples) -> dict[str, Any]:
+    """The benchmark's summary, plus what an SRR gate did (images refined, kept, abstentions)."""
+    from evalkit import pipeline
+
+    summary = pipeline.summarize(run, bench, samples)
+    if (run.info().get("generation") or {}).get("srr"):
+        from evalkit.srr import srr_counts
+
+        summary["srr"] = srr_counts(run, bench, samples)
+        run.write_summary(summary)
+    return summary
+
+
+def _check_before_work(bench, samples, model, options, runs_dir: Path, scoring: bool, score_options,
+                       judge: JudgeChoice, srr: SRROptions | None) -> None:  # fmt: skip
+    """The checks of evalkit.prechecks that apply to this call, cheapest first; nothing loads."""
+    from evalkit import prechecks
+
+    if not samples:
+        raise EvalkitError(f"{bench.name}: no samples to run (check --limit and the data folder)")
+    prechecks.check_writable(runs_dir)
+    if srr is not None:
+        prechecks.check_srr(
+            model, options, rounds=srr.rounds, gate=srr.gate, samples=samples, reward_judge=srr.judge,
+            reward_judge_url=srr.judge_url, questions=srr.questions,
+        )  # fmt: skip
+    if scoring:
+        prechecks.check_scoring_inputs(bench, score_options)
+        if judge.spec:
+            from evalkit.judges import check_judge
+
+            check_judge(judge.spec, url=judge.url, allow_download=judge.allow_download)
 
 
 def score_run(
@@ -494,9 +554,10 @@ def score_run(
     retry_failed: bool = True,
     shard: Any = None,
     show_progress: bool = True,
+    allow_download: bool = False,
 ) -> EvalResult:
-    """Score (or re-score with `rescore=True`) the images of an existing run folder and summarize it."""
-    from evalkit import pipeline
+    """Score (or re-score with `rescore=True`) the images of an existing run folder and summarize it.
+    Without `data_dir` the data folder recorded in run.json is used (when it still exists)."""
     from evalkit.runs import Run, Shard
 
     path = Path(run_dir)
@@ -507,6 +568,7 @@ def score_run(
     check_counts(limit, batch_size)
     run = Run(path)
     info = run.info()
+    data_dir = _remembered_data_dir(info, data_dir)
     bench = load_benchmark(info["protocol"], info["protocol"], data_dir, info.get("bench_options"))
     made_from = (info.get("generation") or {}).get("data")
     if made_from is not None:
@@ -526,8 +588,11 @@ def score_run(
             raise EvalkitError(
                 f"SRR unfinished for {len(left)} images; re-run `evalkit run ... --srr K` first"
             )
-    judge_choice = JudgeChoice(judge, judge_url, dict(judge_options or {}))
+    judge_choice = JudgeChoice(judge, judge_url, dict(judge_options or {}), allow_download)
     check_judge(judge_choice)
+    _judge_required(bench, judge_choice)
+    _check_before_work(bench, samples, info.get("model", ""), {}, run.root, True, dict(score_options or {}),
+                       judge_choice, None)  # fmt: skip
     with run.lock("evalkit score", shard=shard, exclusive=rescore):
         score_stage(
             run, bench, samples, _with_device(bench, dict(score_options or {}), device), shard,
@@ -535,19 +600,19 @@ def score_run(
         )  # fmt: skip
         result = EvalResult(run.root, bench.name, bench.protocol, info.get("model", ""))
         if shard.world_size == 1:
-            result.summary = pipeline.summarize(run, bench, bench.samples()[: info.get("limit")])
+            result.summary = _summarize(run, bench, bench.samples()[: info.get("limit")])
     return result
 
 
 def merge_run(run_dir: Path | str, *, data_dir: Path | str | None = None) -> tuple[int, EvalResult]:
     """Merge the per-rank records of a sharded run and summarize it; returns (records merged, result)."""
-    from evalkit import pipeline
     from evalkit.runs import Run
 
     run = Run(Path(run_dir))
     info = run.info()
+    data_dir = _remembered_data_dir(info, data_dir)
     bench = load_benchmark(info["protocol"], info["protocol"], data_dir, info.get("bench_options"))
     with run.lock("evalkit merge", exclusive=True):
         n = run.merge_shards()
-        summary = pipeline.summarize(run, bench, bench.samples()[: info.get("limit")])
+        summary = _summarize(run, bench, bench.samples()[: info.get("limit")])
     return n, EvalResult(run.root, bench.name, bench.protocol, info.get("model", ""), summary)

@@ -66,8 +66,10 @@ def score_folder(
     judge_url: str | None,
     batch_size: int,
     out: Path | None,
+    allow_download: bool = False,
 ) -> tuple[Path, int, int]:
-    """Returns (output file, images scored, images total)."""
+    """Returns (output file, images scored, images total). Everything about the reward (options, judge,
+    weights on disk, DVReward questions for every prompt) is checked before its model loads."""
     from evalkit import registry
     from evalkit.dvreward.decompose import read_prompts
     from evalkit.rewards.factory import build_reward
@@ -86,6 +88,11 @@ def score_folder(
         raise EvalkitError(f"no prompt for {missing[0]} (give --prompts FILE or sidecar JSON files)")
     if judge:
         options = {**options, "judge": judge, "judge_url": judge_url}
+    if allow_download and (name in ("pickscore", "hpsv3") or judge):
+        options = {**options, "allow_download": True}  # the reward's weights, or its hf: judge's
+    from evalkit.rewards.checks import check_reward
+
+    check_reward(name, options, prompts=[(prompt, {}) for _, prompt in paired])
     scorer = build_reward(name, options)
     lines = []
     for start in range(0, len(paired), batch_size):

@@ -35,6 +35,9 @@ JudgeOpt = Annotated[
     str | None, typer.Option(help="hf:<id-or-path>, openai:<model>, azure:<deployment> or tiny")
 ]
 JudgeUrlOpt = Annotated[str | None, typer.Option(help="base URL of an OpenAI-compatible judge server")]
+AllowDownloadOpt = Annotated[
+    bool, typer.Option(help="fetch missing hf: judge or reward weights from the Hugging Face hub")
+]
 JudgeOptionOpt = Annotated[list[str] | None, typer.Option("--judge-option", help="judge option key=value")]
 RescoreOpt = Annotated[
     bool,

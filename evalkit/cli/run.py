@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from evalkit.cli.options import (
+    AllowDownloadOpt,
     BatchOpt,
     BenchOptionOpt,
     CompatOpt,
@@ -97,6 +98,7 @@ def run(
     ] = None,
     srr_judge_url: Annotated[str | None, typer.Option(help="self gate: DVReward judge server URL")] = None,
     srr_questions: Annotated[Path | None, typer.Option(help="self gate: DVReward questions JSONL")] = None,
+    allow_download: AllowDownloadOpt = False,
 ) -> None:
     """Generate, (optionally refine,) score and summarize a benchmark in one go (resumable)."""
     from evalkit.evaluator import SRROptions, evaluate
@@ -109,6 +111,7 @@ def run(
         judge_url=judge_url,
         judge_options=parse_options(judge_option),
         srr=SRROptions(srr, srr_gate, srr_threshold, srr_judge, srr_judge_url, srr_questions),
+        allow_download=allow_download,
     )  # fmt: skip
     print_result(result)
 
@@ -170,6 +173,7 @@ def score(
         list[str] | None, typer.Option(help="reward option key=value (e.g. tiny=true)")
     ] = None,
     prompts: Annotated[Path | None, typer.Option(help="--reward: prompts file (.txt or .jsonl)")] = None,
+    allow_download: AllowDownloadOpt = False,
 ) -> None:
     """Score a run folder, a folder of images with --reward, or released outputs (GenEval detections,
     TIIF judgments)."""
@@ -178,7 +182,7 @@ def score(
 
         written, n_scored, n_total = score_folder(
             reward, Path(target), prompts_file=prompts, options=parse_options(reward_option), judge=judge,
-            judge_url=judge_url, batch_size=batch_size, out=out_file,
+            judge_url=judge_url, batch_size=batch_size, out=out_file, allow_download=allow_download,
         )  # fmt: skip
         out.print(f"{n_scored}/{n_total} images scored with {reward} -> {written}")
         if n_scored < n_total:
@@ -209,7 +213,7 @@ def score(
     result = score_run(
         target, limit=limit, data_dir=data_dir, score_options=score_options(detector, score_option),
         device=device, judge=judge, judge_url=judge_url, judge_options=parse_options(judge_option), batch_size=batch_size,
-        rescore=rescore, retry_failed=retry_failed,
+        rescore=rescore, retry_failed=retry_failed, allow_download=allow_download,
     )  # fmt: skip
     if result.summary is not None:
         print_result(result)

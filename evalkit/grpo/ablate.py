@@ -133,7 +133,9 @@ def ablate(
     elif limit is not None:
         footnotes.append(f"partial evaluation: the first {limit} samples of each benchmark per row (--limit)")
     if tiny:
-        footnotes.append("tiny random-weight backbone, rewards and judge: the numbers only check the pipeline")
+        footnotes.append(
+            "tiny random-weight backbone, rewards and judge: the numbers only check the pipeline"
+        )
     from evalkit.rewards.checks import check_reward
 
     for run in spec.rewards:  # a reward that cannot work is refused before any training starts

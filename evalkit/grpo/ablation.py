@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evalkit.errors import EvalkitError
 from evalkit.grpo.config import GRPOConfig
 from evalkit.report.tables import latex_escape
 from evalkit.rewards.base import Scorer
@@ -222,17 +223,28 @@ def run_reward_ablation(
     say = progress or _stderr
     chosen = [spec.reward(name) for name in rewards] if rewards else list(spec.rewards)
     stages = 2 * len(chosen) + 1
-    loras = {}
+    loras: dict[str, Path] = {}
+    not_trained: dict[str, str] = {}
     for i, run in enumerate(chosen, 1):
         say(f"[{i}/{stages}] training {run.name} ({out_dir / run.name})")
-        loras[run.name] = train_reward(spec, run, pipeline_factory, scorer_factory, prompts, out_dir, steps)
+        try:
+            loras[run.name] = train_reward(
+                spec, run, pipeline_factory, scorer_factory, prompts, out_dir, steps
+            )
+        except EvalkitError as error:  # e.g. every rollout abstained: a row that says why, not a tie
+            not_trained[run.name] = str(error)
+            say(f"[{i}/{stages}] {run.name} not trained: {error}")
     say(f"[{len(chosen) + 1}/{stages}] evaluating {BASE_ROW}")
     rows = {BASE_ROW: _cached_eval(out_dir / BASE_ROW, BASE_ROW, None, evaluate)}
     for i, run in enumerate(chosen, len(chosen) + 2):
+        if run.name in not_trained:
+            rows[run.name] = {}
+            continue
         say(f"[{i}/{stages}] evaluating {run.name}")
         rows[run.name] = _cached_eval(out_dir / run.name, run.name, loras[run.name], evaluate)
     titles = {BASE_ROW: f"{spec.backbone} (base)", **{r.name: r.title or r.name for r in chosen}}
-    notes = list(footnotes) + [
+    notes = list(footnotes) + [f"{titles[name]}: not trained ({why})" for name, why in not_trained.items()]
+    notes += [
         f"{col.title}: no value in any row (every record failed or abstained)"
         for col in spec.columns
         if all(values.get(col.key) is None for values in rows.values())
@@ -240,7 +252,8 @@ def run_reward_ablation(
     markdown, latex = format_table(rows, spec.columns, titles, notes)
     (out_dir / "ablation.md").write_text(markdown)
     (out_dir / "ablation.tex").write_text(latex)
-    (out_dir / "results.json").write_text(json.dumps({"backbone": spec.backbone, "rows": rows}, indent=2))
+    results = {"backbone": spec.backbone, "rows": rows, "not_trained": not_trained, "footnotes": notes}
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
     return AblationResult(rows=rows, markdown=markdown, latex=latex, lora_paths=loras)
 
 

@@ -72,7 +72,7 @@ def accepted_options(name: str) -> dict[str, Any]:
     if name in ("pickscore", "hpsv3"):
         params["tiny"] = bool  # tiny random-weight model of the real architecture (tests, demo)
     if name in JUDGED:
-        params.update({"judge": str, "judge_url": str})
+        params.update({"judge": str, "judge_url": str, "allow_download": bool})
     if name == "dvreward":
         params.update({key: Any for key in JUDGE_OPTIONS})
     return params

@@ -18,9 +18,11 @@ def build_reward(name: str, options: dict[str, Any] | None = None, judge: Any = 
     """The reward `name` (see `evalkit ls rewards`) with its options; judged rewards need `judge` (a Judge
     or, in options, a spec such as `hf:<id>` with an optional `judge_url`)."""
     from evalkit import registry
+    from evalkit.rewards.checks import check_reward
 
     entry = registry.lookup("rewards", name)
     options = dict(options or {})
+    check_reward(name, options, judge=judge)  # options, judge name and weights/server: before any load
     if entry.needs_judge and judge is None and not options.get("judge"):
         raise EvalkitError(
             f"reward '{name}' is computed by a judge: pass --judge hf:<id-or-path> (or openai:<model> "
@@ -45,10 +47,15 @@ def check_options(reward: str, options: dict[str, Any], target: Any, extra: tupl
 
 def _load_judge(options: dict[str, Any], judge: Any) -> Any:
     if judge is not None:
+        options.pop("allow_download", None)
         return judge
     from evalkit.judges import load_judge
 
-    return load_judge(options.pop("judge"), url=options.pop("judge_url", None))
+    return load_judge(
+        options.pop("judge"),
+        url=options.pop("judge_url", None),
+        allow_download=bool(options.pop("allow_download", False)),
+    )
 
 
 def brightness(options: dict[str, Any], judge: Any = None) -> Scorer:
@@ -84,14 +91,14 @@ def hpsv3(options: dict[str, Any], judge: Any = None) -> Scorer:
 def viescore(options: dict[str, Any], judge: Any = None) -> Scorer:
     from evalkit.rewards.viescore import VIEScoreScorer
 
-    check_options("viescore", options, VIEScoreScorer, ("judge", "judge_url"))
+    check_options("viescore", options, VIEScoreScorer, ("judge", "judge_url", "allow_download"))
     return VIEScoreScorer(_load_judge(options, judge), **options)
 
 
 def unifiedreward(options: dict[str, Any], judge: Any = None) -> Scorer:
     from evalkit.rewards.unifiedreward import UnifiedRewardScorer
 
-    check_options("unifiedreward", options, UnifiedRewardScorer, ("judge", "judge_url"))
+    check_options("unifiedreward", options, UnifiedRewardScorer, ("judge", "judge_url", "allow_download"))
     return UnifiedRewardScorer(_load_judge(options, judge), **options)
 
 
