@@ -278,7 +278,9 @@ def check_gate(
     unchanged and still label the row as refined."""
     if gate != "self":
         return
-    can_self_check = bool(refiner_can_self_check if refiner is None else getattr(refiner, "can_self_check", False))
+    can_self_check = bool(
+        refiner_can_self_check if refiner is None else getattr(refiner, "can_self_check", False)
+    )
     if reward is None and not can_self_check:
         raise EvalkitError(
             "--srr-gate self needs a reward (--srr-judge + --srr-questions for DVReward) or a model with "

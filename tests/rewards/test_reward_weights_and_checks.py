@@ -21,7 +21,7 @@ def test_missing_reward_weights_fail_fast_with_the_fetch_command(no_network, rew
 
     import evalkit.rewards.hpsv3  # noqa: F401
     import evalkit.rewards.pickscore  # noqa: F401
-    from evalkit.grpo.launch import build_scorer
+    from evalkit.rewards.factory import build_reward as build_scorer
 
     started = time.perf_counter()
     with pytest.raises(MissingWeightsError) as info:
@@ -56,8 +56,8 @@ def test_missing_hf_judge_fails_fast_with_the_fetch_command(no_network) -> None:
 
 
 def test_reward_weights_are_found_in_the_checkpoints_folder_without_network(no_network) -> None:
-    from evalkit.grpo.launch import build_scorer
-    from evalkit.rewards.tiny_models import tiny_pickscore
+    from evalkit.rewards.factory import build_reward as build_scorer
+    from evalkit.testing.rewards import tiny_pickscore
 
     folder = tiny_pickscore()
     for name in ("pickscore", "pickscore-processor"):  # what the manifests name
@@ -89,7 +89,7 @@ def test_explicit_fetch_failures_are_one_line(no_network, monkeypatch) -> None:
     ],
 )
 def test_reward_user_errors_are_one_line_before_anything_loads(name, options, message) -> None:
-    from evalkit.grpo.launch import build_scorer
+    from evalkit.rewards.factory import build_reward as build_scorer
 
     with pytest.raises(EvalkitError, match=message) as info:
         build_scorer(name, options)

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import shutil
-import socket
-import time
-from pathlib import Path
 
 import pytest
-from first_hour_helpers import free_port, one_line
+from first_hour_helpers import one_line
 
-from evalkit import checkpoints
-from evalkit.errors import EvalkitError, MissingWeightsError
+from evalkit.errors import EvalkitError
 
 
 # ------------------------------------------------------------------------------------------ before work
