@@ -138,7 +138,9 @@ def resolve_hub(model_id: str | Path, *, allow_download: bool = False, what: str
     if path.exists():
         return path
     model_id = str(model_id)
-    if model_id.startswith(("/", "./", "../", "~")) or model_id.count("/") != 1:
+    if model_id.startswith(("/", "./", "../", "~")):
+        raise MissingWeightsError(f"{what} folder {path} does not exist")
+    if model_id.count("/") != 1:
         raise MissingWeightsError(f"{what} '{model_id}' is neither a local folder nor a hub id (org/name)")
     name = by_model_id(model_id)
     if name is not None:

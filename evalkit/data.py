@@ -210,9 +210,10 @@ def fetch_hub_dataset(entry: dict[str, Any], data_dir: Path, *, mirror: str | No
         source = str(Path(mirror.removeprefix("file://")) / entry["id"])
         if not Path(source).is_dir():
             raise DataError(f"no copy of {entry['id']} under {source}")
-    from evalkit.registry import _resolve
+    import importlib
 
-    exporter = _resolve(entry["exporter"])
+    module, _, attr = entry["exporter"].partition(":")
+    exporter = getattr(importlib.import_module(module), attr)
     try:
         rows = datasets.load_dataset(
             source, split=entry.get("split", "train"), revision=entry.get("revision")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 from evalkit.errors import EvalkitError, did_you_mean
@@ -98,9 +97,7 @@ def check_reward(
     accepted = accepted_options(name)
     for key, value in options.items():
         if key not in accepted:
-            if not accepted:
-                raise EvalkitError(f"reward '{name}' takes no options (got '{key}')")
-            raise did_you_mean(f"{name} option", key, list(accepted))
+            raise did_you_mean(f"{name} option", key, list(accepted) or ["(none)"])
         choices = typing.get_args(accepted[key]) if typing.get_origin(accepted[key]) is typing.Literal else ()
         if choices and value not in choices:
             raise EvalkitError(f"{name} option {key}={value!r} is not one of {', '.join(map(repr, choices))}")
@@ -119,41 +116,6 @@ def check_reward(
             str(spec), url=options.get("judge_url"), allow_download=bool(options.get("allow_download"))
         )
     if name == "dvreward" and (prompts is not None or options.get("questions")):
+        from evalkit.rewards.dvreward import check_dvreward_questions
+
         check_dvreward_questions(options.get("questions"), prompts)
-
-
-def check_dvreward_questions(questions: Any, prompts: Iterable[tuple[str, Mapping[str, Any]]] | None) -> None:
-    """DVReward scores only prompts it has questions for; without any it would abstain on everything."""
-    from evalkit.rewards.dvreward import decomposition_from_metadata
-
-    index: Mapping[str, Any] = {}
-    if isinstance(questions, Mapping):
-        index = questions
-    elif questions:
-        path = Path(str(questions)).expanduser()
-        if not path.is_file():
-            raise EvalkitError(f"DVReward questions file {path} does not exist")
-        from evalkit.dvreward.format import index_by_prompt, read_jsonl
-
-        index = index_by_prompt(read_jsonl(path))
-    pairs = list(prompts) if prompts is not None else None
-    if pairs is None:
-        if not index:
-            raise EvalkitError(
-                "DVReward needs questions: pass questions=FILE.jsonl "
-                "(make one with `evalkit dvreward decompose`) or prompts that carry their questions"
-            )
-        return
-    missing = []
-    for prompt, meta in pairs:
-        try:
-            found = decomposition_from_metadata(prompt, meta or {})
-        except ValueError as error:
-            raise EvalkitError(f"malformed DVReward questions for prompt '{prompt[:60]}': {error}") from None
-        if found is None and prompt not in index:
-            missing.append(prompt)
-    if missing:
-        raise EvalkitError(
-            f"DVReward has no questions for {len(missing)} of {len(pairs)} prompts (first: '{missing[0][:60]}'); "
-            "pass questions=FILE.jsonl covering them (`evalkit dvreward decompose`)"
-        )

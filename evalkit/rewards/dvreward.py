@@ -9,7 +9,7 @@ could not answer, gets None (abstain), never 0.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from PIL import Image
 
 from evalkit.dvreward.format import Decomposition, index_by_prompt, read_jsonl
 from evalkit.dvreward.verify import METHODS, VERIFIER_SYSTEM_PROMPT, Verification, verify
+from evalkit.errors import EvalkitError
 from evalkit.judges.base import Judge
 
 QuestionSource = str | os.PathLike | Mapping[str, Decomposition] | None
@@ -83,8 +84,6 @@ class DVReward:
 
     def check_prompts(self, pairs: list[tuple[str, Mapping[str, Any]]]) -> None:
         """Refuse (EvalkitError) before any work when some prompt has no questions: it could only abstain."""
-        from evalkit.rewards.checks import check_dvreward_questions
-
         check_dvreward_questions(self.questions, pairs)
 
     def decomposition_for(
@@ -162,3 +161,36 @@ def build_dvreward(
             judge, url=judge_url, cache_path=Path(cache_path) if cache_path else None, **judge_options
         )
     return DVReward(judge, questions=questions, method=method, allow_partial=allow_partial, workers=workers)
+
+
+def check_dvreward_questions(questions: Any, prompts: Iterable[tuple[str, Mapping[str, Any]]] | None) -> None:
+    """DVReward scores only prompts it has questions for; without any it would abstain on everything."""
+    index: Mapping[str, Any] = {}
+    if isinstance(questions, Mapping):
+        index = questions
+    elif questions:
+        path = Path(str(questions)).expanduser()
+        if not path.is_file():
+            raise EvalkitError(f"DVReward questions file {path} does not exist")
+        index = index_by_prompt(read_jsonl(path))
+    pairs = list(prompts) if prompts is not None else None
+    if pairs is None:
+        if not index:
+            raise EvalkitError(
+                "DVReward needs questions: pass questions=FILE.jsonl "
+                "(make one with `evalkit dvreward decompose`) or prompts that carry their questions"
+            )
+        return
+    missing = []
+    for prompt, meta in pairs:
+        try:
+            found = decomposition_from_metadata(prompt, meta or {})
+        except ValueError as error:
+            raise EvalkitError(f"malformed DVReward questions for prompt '{prompt[:60]}': {error}") from None
+        if found is None and prompt not in index:
+            missing.append(prompt)
+    if missing:
+        raise EvalkitError(
+            f"DVReward has no questions for {len(missing)} of {len(pairs)} prompts (first: '{missing[0][:60]}'); "
+            "pass questions=FILE.jsonl covering them (`evalkit dvreward decompose`)"
+        )

@@ -8,11 +8,11 @@ from evalkit.errors import EvalkitError
 
 
 def test_training_refuses_dvreward_without_questions_and_an_all_abstaining_epoch(tmp_path) -> None:
-    from evalkit.generators.tiny_sd3 import tiny_sd3_pipeline
     from test_grpo_trainer import PROMPTS, tiny_config
 
     from evalkit.grpo.trainer import GRPOTrainer
     from evalkit.rewards.dvreward import DVReward
+    from evalkit.testing.sd3 import tiny_sd3_pipeline
 
     class NoJudge:  # never asked: the trainer refuses before the first rollout
         def config(self):

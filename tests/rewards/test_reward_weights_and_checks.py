@@ -85,7 +85,7 @@ def test_explicit_fetch_failures_are_one_line(no_network, monkeypatch) -> None:
         ("viescore", {}, "computed by a judge"),
         ("dvreward", {}, "computed by a judge"),
         ("dvreward", {"judge": "hff:x"}, "did you mean 'hf'"),
-        ("brightness", {"x": 1}, "takes no options"),
+        ("brightness", {"x": 1}, "unknown brightness option 'x'"),
     ],
 )
 def test_reward_user_errors_are_one_line_before_anything_loads(name, options, message) -> None:
