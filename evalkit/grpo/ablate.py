@@ -52,9 +52,11 @@ def make_evaluator(
     limit: int | None,
     seed: int,
     batch_size: int,
+    eval_options: dict[str, dict[str, Any]] | None = None,
 ) -> Callable[[str, Path | None], dict[str, float | None]]:
     """evaluate(row, lora) -> {tiif_short, tiif_long, geneval}: `evalkit.evaluate` per protocol, the
-    generator loaded once per row."""
+    generator loaded once per row. `eval_options` adds scorer options per evaluation (e.g. the tiny spec caps
+    the TIIF judge's reply length)."""
     from evalkit.evaluator import evaluate
     from evalkit.registry import lookup
     from evalkit.runs import stable_hash
@@ -71,7 +73,9 @@ def make_evaluator(
             outcome = evaluate(
                 spec.protocol, backbone, model_options=options, limit=limit, seed=seed, runs_dir=runs_dir,
                 data_dir=data_dir, judge=judge if judged else None, judge_url=judge_url if judged else None,
-                score_options={k: scorer_settings[k] for k in spec.score_options}, batch_size=batch_size,
+                score_options={**{k: scorer_settings[k] for k in spec.score_options},
+                               **(eval_options or {}).get(name, {})},
+                batch_size=batch_size,
                 generator=loaded.get("generator"), show_progress=False,
             )  # fmt: skip
             loaded["generator"] = outcome.generator or loaded.get("generator")
@@ -132,6 +136,12 @@ def ablate(
         )
     elif limit is not None:
         footnotes.append(f"partial evaluation: the first {limit} samples of each benchmark per row (--limit)")
+    for name, values in spec.eval_options.items():
+        if name in evals:
+            settings = ", ".join(f"{k}={v}" for k, v in values.items())
+            footnotes.append(
+                f"{name} scored with {settings} (eval.score_options in {spec_path(backbone).name})"
+            )
     if tiny:
         footnotes.append(
             "tiny random-weight backbone, rewards and judge: the numbers only check the pipeline"
@@ -157,6 +167,7 @@ def ablate(
         limit=limit,
         seed=seed,
         batch_size=batch_size,
+        eval_options=spec.eval_options,
     )
 
     def pipeline_factory():

@@ -53,6 +53,7 @@ class AblationSpec:
     columns: list[Column]
     prompts: str | None = None  # where the training prompts come from (interpreted by the caller)
     eval_limit: int | None = None  # default --limit of every evaluation (stated in the table footnote)
+    eval_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # scorer options per evaluation
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AblationSpec:
@@ -67,6 +68,7 @@ class AblationSpec:
             columns=columns,
             prompts=data.get("prompts"),
             eval_limit=(data.get("eval") or {}).get("limit"),
+            eval_options=dict((data.get("eval") or {}).get("score_options") or {}),
         )
 
     def reward(self, name: str) -> RewardRun:
