@@ -15,6 +15,7 @@ import argparse
 import time
 
 import torch
+from suite_results import emit, peak_cuda_gb
 
 from evalkit.bagel.config import BagelConfig, LLMConfig, VAEConfig, ViTConfig
 from evalkit.testing.bagel import random_pipeline, tiny_config
@@ -87,6 +88,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="num_timesteps (steps - 1 Euler steps)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--json", default=None, help="append the measurements to this JSONL file")
     args = parser.parse_args()
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
     pipe = _build(args.shapes, args.device, dtype)
@@ -106,6 +108,11 @@ def main() -> None:
         f"LLM sampler  batch 1: {one_llm:.3f} img/s   batch {n}: {many_llm:.3f} img/s   "
         f"ratio {many_llm / one_llm:.2f}x  (VAE decode skipped)"
     )
+    config = f"{args.shapes} {args.dtype} {args.size}px {args.steps} steps"
+    common = dict(bench="bagel_generation", device=args.device, ratio_of=f"batch {n} / batch 1")
+    peak = peak_cuda_gb(args.device)
+    emit(args.json, config=config, ratio=many / one, images_per_s=many, peak_mem_gb=peak, **common)
+    emit(args.json, config=config + " LLM only", ratio=many_llm / one_llm, images_per_s=many_llm, **common)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import time
 import numpy as np
 import torch
 from PIL import Image
+from suite_results import emit, peak_cuda_gb
 
 import evalkit  # noqa: F401 - installs the torchvision compat hook before transformers loads
 from evalkit.dvreward.verify import VERIFIER_SYSTEM_PROMPT
@@ -50,7 +51,32 @@ SMALL_QWEN2VL_CONFIG = {
     },
     "image": {"min_pixels": 224 * 224, "max_pixels": 224 * 224},
 }
-CONFIGS = {"tiny": TINY_QWEN2VL_CONFIG, "small": SMALL_QWEN2VL_CONFIG}
+# Qwen2.5-VL-7B's LLM shapes (Qwen2-7B) and a 32-block 1280-wide vision tower, on the Qwen2-VL
+# architecture that the tiny builders make (Qwen2.5-VL's windowed vision attention is not modelled; the
+# vocabulary stays the tiny tokenizer's, which only changes the cost of the last-token logits).
+QWEN7B_CONFIG = {
+    **TINY_QWEN2VL_CONFIG,
+    "text": {
+        "hidden_size": 3584,
+        "intermediate_size": 18944,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 28,
+        "num_key_value_heads": 4,
+        "max_position_embeddings": 32768,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
+    },
+    "vision": {
+        "depth": 32,
+        "embed_dim": 1280,
+        "hidden_size": 3584,
+        "num_heads": 16,
+        "patch_size": 14,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+    },
+    "image": {"min_pixels": 448 * 448, "max_pixels": 448 * 448},
+}
+CONFIGS = {"tiny": TINY_QWEN2VL_CONFIG, "small": SMALL_QWEN2VL_CONFIG, "7b": QWEN7B_CONFIG}
 COLORS = ("red", "blue", "green", "yellow", "black", "white", "brown", "pink")
 OBJECTS = ("cat", "dog", "car", "bus", "clock", "cup", "chair", "table")
 RELATIONS = ("on the left of", "above", "next to", "behind")
@@ -132,6 +158,7 @@ def main() -> None:
         default=True,
         help="DVReward's auditor prompt",
     )
+    parser.add_argument("--json", default=None, help="append the measurements to this JSONL file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
@@ -149,6 +176,18 @@ def main() -> None:
                 f"{name:<6} {count:>3} {r['prefix_tokens']:>6} {r['suffix_tokens']:>6.1f} "
                 f"{r['prefix_s']:>13.4f} {r['full_s']:>11.4f} {r['ratio']:>6.2f} {r['ideal']:>6.2f} "
                 f"{r['max_abs_dp']:>8.1e}"
+            )
+            emit(
+                args.json,
+                bench="dvreward_verify",
+                config=f"{name} Q={count} {args.dtype}",
+                device=args.device,
+                ratio=r["ratio"],
+                ratio_of="one request per question / prefix reuse",
+                images_per_s=1.0 / r["prefix_s"],
+                peak_mem_gb=peak_cuda_gb(args.device),
+                ideal=r["ideal"],
+                max_abs_dp=r["max_abs_dp"],
             )
 
 

@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from suite_results import emit
+
 SMALL_TRANSFORMER = {
     "sample_size": 16,
     "patch_size": 2,
@@ -37,10 +39,27 @@ SMALL_TRANSFORMER = {
     "pooled_projection_dim": 64,
     "pos_embed_max_size": 32,
 }
+# SD3.5-Medium's MMDiT-X (transformer/config.json of stabilityai/stable-diffusion-3.5-medium).
+SD35M_TRANSFORMER = {
+    "sample_size": 128,
+    "patch_size": 2,
+    "in_channels": 16,
+    "out_channels": 16,
+    "num_layers": 24,
+    "attention_head_dim": 64,
+    "num_attention_heads": 24,
+    "joint_attention_dim": 4096,
+    "caption_projection_dim": 1536,
+    "pooled_projection_dim": 2048,
+    "pos_embed_max_size": 384,
+    "dual_attention_layers": list(range(13)),
+    "qk_norm": "rms_norm",
+}
 CONFIGS = {
     # name: (resolution, transformer config override or None for the tiny one, LoRA rank)
     "tiny": (64, None, 4),
     "small": (128, SMALL_TRANSFORMER, 16),
+    "sd35m": (512, SD35M_TRANSFORMER, 32),  # the Flow-GRPO SD3.5-M recipe: 512 px, LoRA r32
 }
 TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out"]
 
@@ -56,7 +75,38 @@ def build_pipeline(name: str, device: str):
     if override is not None:
         torch.manual_seed(0)
         pipe.transformer = SD3Transformer2DModel(**override)
+    if name == "sd35m":
+        _widen_to_sd35m(pipe)
     return pipe.to(device)
+
+
+def _widen_to_sd35m(pipe) -> None:
+    """Text encoders with SD3.5's output widths (CLIP-L 768, CLIP-G 1280, T5-XXL 4096) but one layer
+    each (prompts are encoded outside the timed training step), and SD3's VAE shapes (decoded every
+    rollout for the reward)."""
+    from diffusers import AutoencoderKL
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection, T5Config, T5EncoderModel
+
+    def clip(width: int, heads: int):
+        base = pipe.text_encoder.config
+        config = CLIPTextConfig(
+            vocab_size=base.vocab_size, bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_act="gelu",
+            hidden_size=width, intermediate_size=4 * width, num_attention_heads=heads, num_hidden_layers=2,
+            projection_dim=width, max_position_embeddings=77,
+        )  # fmt: skip
+        return CLIPTextModelWithProjection(config)
+
+    pipe.text_encoder, pipe.text_encoder_2 = clip(768, 12), clip(1280, 20)
+    t5 = pipe.text_encoder_3.config
+    pipe.text_encoder_3 = T5EncoderModel(
+        T5Config(vocab_size=t5.vocab_size, d_model=4096, d_kv=64, d_ff=10240, num_layers=1, num_heads=64)
+    )
+    pipe.vae = AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4, block_out_channels=[128, 256, 512, 512], latent_channels=16,
+        layers_per_block=2, use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.0609,
+        scaling_factor=1.5035,
+    )  # fmt: skip
 
 
 def worker(name: str, window: int, steps: int, batch: int, num_steps: int, beta: float, device: str) -> dict:
@@ -138,6 +188,7 @@ def main() -> None:
     parser.add_argument("--beta", type=float, default=0.04, help="KL weight (same for both paths)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--json", default=None, help="append the measurements to this JSONL file")
     args = parser.parse_args()
     if args.device is None:
         import torch
@@ -172,6 +223,18 @@ def main() -> None:
             f"peak memory ratio = {default['peak_mb'] / fast['peak_mb']:.2f}x "
             f"({default['memory']}; {time.perf_counter() - start:.0f} s)"
         )
+        for r in (default, fast):
+            emit(
+                args.json,
+                bench="flow_grpo_step",
+                config=f"{name} {r['path']} batch {args.batch}",
+                device=args.device,
+                ratio=default["seconds"] / r["seconds"],
+                ratio_of="default s/step / this s/step",
+                images_per_s=args.batch / r["seconds"],
+                seconds=r["seconds"],
+                peak_mem_gb=r["peak_mb"] / 1024,
+            )
 
 
 if __name__ == "__main__":
