@@ -12,12 +12,20 @@ from evalkit.console import out
 
 def ls(
     kind: Annotated[str | None, typer.Argument(help="models, benchmarks, judges or rewards")] = None,
+    name: Annotated[str | None, typer.Argument(help="with `models`: one model's --option keys")] = None,
 ) -> None:
-    """List registered models, benchmarks (with protocols), judges and rewards."""
+    """List registered models, benchmarks (with protocols), judges and rewards; `ls models NAME` lists a
+    model's options with their help."""
     from rich.table import Table
 
     from evalkit import data, registry
-    from evalkit.errors import did_you_mean
+    from evalkit.errors import EvalkitError, did_you_mean
+
+    if name is not None:
+        if kind != "models":
+            raise EvalkitError(f"options are listed per model: evalkit ls models {name}")
+        _model_options(name)
+        return
 
     kinds = [kind] if kind else list(registry.KINDS)
     for k in kinds:
@@ -33,6 +41,26 @@ def ls(
                 summary += " (protocols: " + ", ".join(manifests[name]["protocols"]) + ")"
             table.add_row(name, summary)
         out.print(table)
+
+
+def _model_options(name: str) -> None:
+    import dataclasses
+
+    from rich.table import Table
+
+    from evalkit import registry
+    from evalkit.registry import _resolve
+
+    entry = registry.lookup("models", name)
+    if entry.options is None:
+        out.print(f"{name}: no declared options")
+        return
+    table = Table(title=f"{name} options (--option key=value)", show_header=True)
+    for column in ("option", "type", "help"):
+        table.add_column(column)
+    for field in dataclasses.fields(_resolve(entry.options)):
+        table.add_row(field.name, str(field.type), field.metadata.get("help", ""))
+    out.print(table)
 
 
 def doctor(data_dir: DataDirOpt = None) -> None:

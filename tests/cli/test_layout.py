@@ -211,5 +211,5 @@ def test_unknown_commands_suggest_the_closest(cli):
     assert "unknown command 'rnu'; did you mean 'run'?" in err
     err = _one_line_usage_error(*cli("data", "fech", "gedit")[::2])
     assert "did you mean 'fetch'?" in err and "evalkit data --help" in err
-    err = _one_line_usage_error(*cli("ls", "models", "extra")[::2])
+    err = _one_line_usage_error(*cli("ls", "models", "tiny-sd3", "extra")[::2])
     assert "unexpected extra argument" in err

@@ -61,3 +61,11 @@ def test_cli_refuses_bad_options_before_any_work(cli, data_dir, tmp_path):
                            "--data-dir", data_dir, "--runs-dir", tmp_path)  # fmt: skip
         assert code == 2 and expected in err and len(err.strip().splitlines()) == 1, err
     assert not any(tmp_path.iterdir())
+
+
+def test_ls_lists_a_models_options_with_help(cli):
+    code, out, err = cli("ls", "models", "bagel", env={"COLUMNS": "200"})
+    assert code == 0, err
+    assert "num_timesteps" in out and "flow-matching steps" in out
+    code, _, err = cli("ls", "rewards", "pickscore")
+    assert code == 2 and "evalkit ls models pickscore" in err
