@@ -125,8 +125,16 @@ def _check_caches(trace: dict, t: dict[str, torch.Tensor], meta: dict) -> None:
 
 def test_loader_reads_official_layout(pipe):
     cfg = pipe.config
-    assert (cfg.llm.hidden_size, cfg.llm.num_hidden_layers, cfg.llm.num_key_value_heads) == (64, 2, 2)
-    assert cfg.vit.num_hidden_layers == 2  # vit_config.json says 3; the loader drops one like the release
+    llm = json.loads((FIXTURE / "checkpoint" / "llm_config.json").read_text())
+    vit = json.loads((FIXTURE / "checkpoint" / "vit_config.json").read_text())
+    assert (cfg.llm.hidden_size, cfg.llm.num_hidden_layers, cfg.llm.num_key_value_heads) == (
+        llm["hidden_size"],
+        llm["num_hidden_layers"],
+        llm["num_key_value_heads"],
+    )
+    assert (
+        cfg.vit.num_hidden_layers == vit["num_hidden_layers"] - 1
+    )  # the release's loader drops the last one
     assert (cfg.max_latent_size, cfg.vit_max_num_patch_per_side, cfg.latent_patch_size) == (8, 8, 2)
     assert (cfg.vae.ch, cfg.vae.ch_mult, cfg.vae.num_res_blocks, cfg.vae.z_channels) == (
         32,
@@ -143,7 +151,14 @@ def test_loader_reads_official_layout(pipe):
         assert torch.equal(state[key], stored[key].float())
     tok = pipe.tokenizer
     assert (tok.bos, tok.eos, tok.start_of_image, tok.end_of_image) == (491, 492, 499, 500)
-    assert tok.segment("a red cube on a blue table") == [491, 64, 325, 324, 307, 260, 317, 386, 492]
+    for name in _of_kind("t2i"):  # a prompt's segment fills the context exactly as the official update did
+        meta = _case_meta(name)
+        prompt = meta["official_call"]["text"]
+        updates = [u for u in meta["context_updates"] if u.get("text") == prompt and u["context"] == "gen"]
+        for update in updates:
+            segment = tok.segment(prompt)
+            assert (segment[0], segment[-1]) == (tok.bos, tok.eos)
+            assert len(segment) == update["kv_lens_after"][0] - update["kv_lens_before"][0]
 
 
 @pytest.mark.parametrize("name", _of_kind("t2i", "edit"))
