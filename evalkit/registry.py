@@ -118,6 +118,11 @@ REWARDS: dict[str, Entry] = {
     "dvreward": Entry(
         _REWARDS + "dvreward", "DVReward: decomposed yes/no questions, MLLM-verified", needs_judge=True
     ),
+    "dvreward@alphagrpo": Entry(
+        _REWARDS + "dvreward_alphagrpo",
+        "DVReward as AlphaGRPO's reward function computes it (OpenAI-compatible judge)",
+        needs_judge=True,
+    ),
     "brightness": Entry(_REWARDS + "brightness", "mean brightness (trainer sanity checks)"),
 }
 

@@ -241,6 +241,12 @@ class OpenAIJudge:
 
     # ------------------------------------------------------------------ yes/no
 
+    def chat_completion(self, **request: Any) -> dict[str, Any]:
+        """One raw chat completion as JSON, with this judge's transport retries, for protocols that send
+        and parse their own requests (`dvreward@alphagrpo`); not cached. Raises JudgeFailure."""
+        request.pop("model", None)
+        return self._create(**request).model_dump()
+
     def _ask_yes_no(self, data_url: str, question: str, key: str) -> YesNoAnswer:
         content = [{"type": "image_url", "image_url": {"url": data_url}}, {"type": "text", "text": question}]
         messages = with_system([{"role": "user", "content": content}], self.system_prompt)

@@ -13,7 +13,7 @@ from typing import Any
 
 from evalkit.errors import EvalkitError, did_you_mean
 
-JUDGED = ("viescore", "unifiedreward", "dvreward")
+JUDGED = ("viescore", "unifiedreward", "dvreward", "dvreward@alphagrpo")
 # Options every judge backend takes (see evalkit.judges.load_judge); DVReward passes them to its judge.
 JUDGE_OPTIONS = (
     "temperature",
@@ -53,6 +53,10 @@ def _constructor(name: str) -> Callable[..., Any] | None:
         from evalkit.rewards.dvreward import build_dvreward
 
         return build_dvreward
+    if name == "dvreward@alphagrpo":
+        from evalkit.rewards.dvreward_alphagrpo import AlphaGRPOProtocolReward
+
+        return AlphaGRPOProtocolReward
     return None  # brightness: no options
 
 
@@ -115,7 +119,12 @@ def check_reward(
         check_judge(
             str(spec), url=options.get("judge_url"), allow_download=bool(options.get("allow_download"))
         )
-    if name == "dvreward" and (prompts is not None or options.get("questions")):
+    if spec and name == "dvreward@alphagrpo" and not str(spec).startswith(("openai:", "azure:")):
+        raise EvalkitError(
+            f"reward '{name}' needs an OpenAI-compatible judge that returns log-probs: "
+            f"--judge openai:<model> --judge-url URL, not {spec!r}"
+        )
+    if name.startswith("dvreward") and (prompts is not None or options.get("questions")):
         from evalkit.rewards.dvreward import check_dvreward_questions
 
         check_dvreward_questions(options.get("questions"), prompts)

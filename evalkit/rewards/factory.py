@@ -102,6 +102,12 @@ def unifiedreward(options: dict[str, Any], judge: Any = None) -> Scorer:
     return UnifiedRewardScorer(_load_judge(options, judge), **options)
 
 
+def dvreward_alphagrpo(options: dict[str, Any], judge: Any = None) -> Scorer:
+    from evalkit.rewards.dvreward_alphagrpo import AlphaGRPOProtocolReward
+
+    return AlphaGRPOProtocolReward(_load_judge(options, judge), **options)
+
+
 def dvreward(options: dict[str, Any], judge: Any = None) -> Scorer:
     from evalkit.rewards.dvreward import build_dvreward
 

@@ -27,10 +27,21 @@ def _tiny_options(name: str) -> dict:
     return {"tiny": True} if name in ("pickscore", "hpsv3") else {}
 
 
+# rewards that send their own requests to an OpenAI-compatible server get one, backed by the tiny judge
+HTTP_ONLY = ("dvreward@alphagrpo",)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
-def test_reward_contract(name):
-    scorer = build_reward(name, _tiny_options(name))
-    values = scorer.score(IMAGES, PROMPTS, METADATA)
+def test_reward_contract(name, request):
+    if name in HTTP_ONLY:
+        from evalkit.judges import load_judge
+        from evalkit.judges.server import JudgeServer
+
+        with JudgeServer(request.getfixturevalue("tiny_judge"), max_logprobs=1024) as server:
+            judge = load_judge(f"openai:{server.model_name}", url=server.url, max_retries=0)
+            values = build_reward(name, {}, judge=judge).score(IMAGES, PROMPTS, METADATA)
+    else:
+        values = build_reward(name, _tiny_options(name)).score(IMAGES, PROMPTS, METADATA)
     assert len(values) == len(IMAGES)
     assert all(v is None or (isinstance(v, float) and math.isfinite(v)) for v in values), values
