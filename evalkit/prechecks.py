@@ -79,7 +79,10 @@ def check_writable(folder: Path) -> None:
             break
         probe_dir = probe_dir.parent
     if not probe_dir.is_dir():
-        raise EvalkitError(f"cannot create the run folder under {folder}: {probe_dir} is not a folder")
+        raise EvalkitError(
+            f"cannot create the run folder under {folder}: {probe_dir} is not a folder; "
+            "pass --runs-dir DIR (a folder)"
+        )
     try:
         with tempfile.NamedTemporaryFile(dir=probe_dir, prefix=".evalkit-write-check-"):
             pass

@@ -200,7 +200,7 @@ def format_table(
     tex_lines += ["\\bottomrule", "\\end{tabular}"]
     if footnotes:
         md_lines += [""] + [f"{i}. {note}" for i, note in enumerate(footnotes, 1)]
-        tex_lines += ["\\par\\footnotesize " + " ".join(f"({i}) {n}" for i, n in enumerate(footnotes, 1))]
+        tex_lines += ["\\par\\footnotesize " + " ".join(f"({i}) {latex_escape(n)}" for i, n in enumerate(footnotes, 1))]
     return "\n".join(md_lines) + "\n", "\n".join(tex_lines) + "\n"
 
 
