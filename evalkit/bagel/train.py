@@ -169,7 +169,7 @@ class TrainableBagel:
         max_tokens: int,
         temperature: float = 1.0,
         top_p: float = 0.8,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
     ) -> list[str]:
         """Sample one think text per row from `<|im_start|>` (official: temperature 1.0, top-p 0.8)."""
         tok, batch = self.pipe.tokenizer, cache.batch_size
@@ -265,7 +265,9 @@ class TrainableBagel:
         return height // ppt, width // ppt
 
 
-def sample_top_p(logits: torch.Tensor, top_p: float, generator: torch.Generator | None) -> torch.Tensor:
+def sample_top_p(
+    logits: torch.Tensor, top_p: float, generator: torch.Generator | Sequence[torch.Generator] | None
+) -> torch.Tensor:
     """Nucleus sampling per row of [B, V] (already temperature-scaled) logits.
 
     Keeps the smallest set of most likely tokens whose probability reaches `top_p` (the most likely token
@@ -277,4 +279,8 @@ def sample_top_p(logits: torch.Tensor, top_p: float, generator: torch.Generator 
         drop = sorted_probs.cumsum(-1) - sorted_probs > top_p
         sorted_probs = sorted_probs.masked_fill(drop, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-    return torch.multinomial(probs, 1, generator=generator)[:, 0]
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.multinomial(probs, 1, generator=generator)[:, 0]
+    return torch.stack(
+        [torch.multinomial(p, 1, generator=g)[0] for p, g in zip(probs, generator, strict=True)]
+    )

@@ -35,6 +35,13 @@ class Comm:
             dist.all_reduce(t, op=dist.ReduceOp.SUM)
             t.div_(self.world_size)
 
+    def mean(self, value: float) -> float:
+        if not self.active:
+            return float(value)
+        t = torch.tensor([float(value)], dtype=torch.float64)
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return float(t[0]) / self.world_size
+
     def barrier(self) -> None:
         if self.active:
             dist.barrier()

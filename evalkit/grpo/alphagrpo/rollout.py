@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from evalkit.bagel.train import CFGSettings, Contexts, TrainableBagel
-from evalkit.grpo.alphagrpo.sampling import get_timesteps, sample_sde_window, sde_rollout
+from evalkit.grpo.alphagrpo.sampling import draw_noise, get_timesteps, sample_sde_window, sde_rollout
 
 #: alpha_grpo/constants.py (training copy; the evaluation scripts' copy has an extra space, see self_check)
 REFLECTION_PROMPT = (
@@ -90,29 +90,37 @@ def draw_window(config: Mapping[str, Any], rng: random.Random) -> tuple[int, int
     )
 
 
-def _noise(model: TrainableBagel, grid: Sequence[tuple[int, int]]) -> torch.Tensor:
-    channels = model.pipe.config.latent_channels
-    return torch.randn(sum(r * c for r, c in grid), channels)
+@dataclass
+class SampleSeeds:
+    """Per-sample generators (think text, image noise); None fields use the global RNG (official)."""
+
+    think: list[torch.Generator] | None = None
+    image: list[torch.Generator] | None = None
 
 
-def _think(model: TrainableBagel, contexts: Contexts, sample: Mapping[str, Any], max_tokens: int):
+def _noise(model: TrainableBagel, grid: Sequence[tuple[int, int]], generators=None) -> torch.Tensor:
+    return draw_noise(model.pipe.config.latent_channels, [r * c for r, c in grid], generators)
+
+
+def _think(model, contexts: Contexts, sample: Mapping[str, Any], max_tokens: int, seeds: SampleSeeds):
     texts = model.sample_think(
         contexts.gen,
         max_tokens=max_tokens,
         temperature=sample["think_text_temperature"],
         top_p=sample["think_text_top_p"] if sample["think_text_top_p"] is not None else 1.0,
+        generator=seeds.think,
     )
     with torch.no_grad():
         old_lp, lens, _ = model.think_log_probs(contexts.gen, texts, sample["think_text_temperature"])
     return texts, old_lp.detach(), lens
 
 
-def _image_path(model, contexts, grid, cfg, num_steps, config, window, deterministic=False):
+def _image_path(model, contexts, grid, cfg, num_steps, config, window, deterministic=False, gens=None):
     sample = config["sample"]
     with torch.no_grad():
         return sde_rollout(
             model.velocity_fn(contexts, grid, cfg),
-            _noise(model, grid),
+            _noise(model, grid, gens),
             get_timesteps(num_steps, sample["timestep_shift"]),
             tokens_per_sample=[r * c for r, c in grid],
             cfg_interval=cfg.interval,
@@ -122,6 +130,7 @@ def _image_path(model, contexts, grid, cfg, num_steps, config, window, determini
             sde_window=window,
             deterministic=deterministic,
             use_flowcps=sample["use_flowcps"],
+            generator=gens,
         )
 
 
@@ -132,6 +141,7 @@ def rollout_t2i(
     config: Mapping[str, Any],
     window: tuple[int, int],
     max_think_tokens: int,
+    seeds: SampleSeeds | None = None,
 ) -> RolloutBatch:
     """RT2I (`tasks/t2i.py`): [system, prompt] -> sampled think text -> image by SDE with T2I CFG."""
     sample = config["sample"]
@@ -140,11 +150,12 @@ def rollout_t2i(
     texts = old_lp = lens = None
     image_contexts = contexts
     if think:
-        texts, old_lp, lens = _think(model, contexts, sample, max_think_tokens)
+        texts, old_lp, lens = _think(model, contexts, sample, max_think_tokens, seeds or SampleSeeds())
         image_contexts = model.append_think(contexts, texts)
     grid = [model.latent_grid(config["resolution"], config["resolution"])] * len(prompts)
     cfg = t2i_cfg(sample)
-    path = _image_path(model, image_contexts, grid, cfg, sample["num_steps"], config, window)
+    gens = (seeds or SampleSeeds()).image
+    path = _image_path(model, image_contexts, grid, cfg, sample["num_steps"], config, window, gens=gens)
     images = model.decode(path.final, grid)
     return RolloutBatch(
         "t2i",
@@ -197,6 +208,7 @@ def rollout_reflect(
     config: Mapping[str, Any],
     window: tuple[int, int],
     max_think_tokens: int,
+    seeds: SampleSeeds | None = None,
 ) -> RolloutBatch:
     """SRR stage 2 (`tasks/reflect.py`): [system, init image, reflection prompt] -> think -> refined image.
 
@@ -206,11 +218,12 @@ def rollout_reflect(
     images = [init[p][0] for p in prompts]
     reflection = [REFLECTION_PROMPT.format(p) for p in prompts]
     contexts, sizes = model.edit_contexts(images, reflection, think=True)
-    texts, old_lp, lens = _think(model, contexts, sample, max_think_tokens)
+    texts, old_lp, lens = _think(model, contexts, sample, max_think_tokens, seeds or SampleSeeds())
     image_contexts = model.append_think(contexts, texts)
     grid = [model.latent_grid(h, w) for h, w in sizes]
     cfg = edit_cfg(sample)
-    path = _image_path(model, image_contexts, grid, cfg, sample["num_steps"], config, window)
+    gens = (seeds or SampleSeeds()).image
+    path = _image_path(model, image_contexts, grid, cfg, sample["num_steps"], config, window, gens=gens)
     refined = model.decode(path.final, grid)
     return RolloutBatch(
         "edit",

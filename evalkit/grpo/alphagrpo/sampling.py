@@ -76,7 +76,7 @@ def sde_step(
     *,
     tokens_per_sample: Sequence[int],
     prev_sample: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
     use_flowcps: bool = False,
 ) -> StepOutput:
     """One SDE step (official `sde_step` / `sde_step_with_flowcps`) plus the per-sample mean log-prob.
@@ -90,13 +90,30 @@ def sde_step(
     kind = "cps" if use_flowcps else "sde"
     mean, std_dev_t, scale = flow_sde_moments(x, v, sigma, sigma_prev, sigma_max, noise_level, kind)
     if prev_sample is None:
-        eps = torch.randn(x.shape, generator=generator, dtype=torch.float32).to(x.device)
+        eps = draw_noise(x.shape[1], tokens_per_sample, generator).to(x.device)
         prev_sample = mean + scale * eps
     prev_sample = prev_sample.float()  # the official step casts everything to float32 first
     diff = prev_sample.detach() - mean
     log_prob = -(diff**2) if use_flowcps else -(diff**2) / (2 * scale**2)
     per_sample = torch.stack([chunk.mean() for chunk in log_prob.split(list(tokens_per_sample))])
     return StepOutput(prev_sample, log_prob, mean, std_dev_t, per_sample)
+
+
+def draw_noise(
+    channels: int,
+    tokens_per_sample: Sequence[int],
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
+) -> torch.Tensor:
+    """Packed float32 standard normal noise: one draw for the batch, or one per sample with a generator
+    list (so that a sample's noise does not depend on which process or batch row it lands in)."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.randn(sum(tokens_per_sample), channels, generator=generator, dtype=torch.float32)
+    return torch.cat(
+        [
+            torch.randn(n, channels, generator=g, dtype=torch.float32)
+            for n, g in zip(tokens_per_sample, generator, strict=True)
+        ]
+    )
 
 
 def ode_step(sample: torch.Tensor, model_output: torch.Tensor, sigma, sigma_prev) -> torch.Tensor:
@@ -150,7 +167,7 @@ def sde_rollout(
     sde_window: Sequence[int] | None,
     deterministic: bool = False,
     use_flowcps: bool = False,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
 ) -> Rollout:
     """`Bagel.generate_image_with_sde`: ODE steps outside the window, SDE steps (with log-probs) inside.
 

@@ -18,6 +18,7 @@ import json
 import math
 import random
 import time
+import zlib
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from evalkit.grpo.alphagrpo.rewards import (
 )
 from evalkit.grpo.alphagrpo.rollout import (
     RolloutBatch,
+    SampleSeeds,
     draw_window,
     rollout_reflect,
     rollout_t2i,
@@ -69,6 +71,10 @@ class TrainerOptions:
     save_every: int | None = None  # default: config save_freq
     judge: Any = None  # a Judge or judge spec for judge-based rewards (never defaulted)
     reward_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Official: rollout noise from the global RNG seeded 42 + rank. True: every sample draws its think
+    # text and image noise from its own generator (seed, step, batch, global index) and the window is
+    # shared, so a run gives the same numbers on any number of processes (checked by the gloo test).
+    per_sample_seeds: bool = False
 
 
 def validate(config: Mapping[str, Any], options: TrainerOptions, world_size: int) -> None:
@@ -244,20 +250,41 @@ class AlphaGRPOTrainer:
             records = self.loader_batch(step, index)
             prompts = [r["prompt"] for r in records]
             metadata = [{k: v for k, v in r.items() if k != "prompt"} for r in records]
-            window = draw_window(self.config, random)
+            seeds = SampleSeeds()
+            window_rng: Any = random
+            if self.options.per_sample_seeds:
+                seeds = self._sample_seeds(step, index, len(prompts))
+                window_rng = random.Random(f"{self.config['seed']}/{step}/{index}/window")
+            window = draw_window(self.config, window_rng)
             start = time.perf_counter()
             if task == "t2i":
                 batch = rollout_t2i(
-                    self.model, prompts, metadata, self.config, window, self.options.max_think_tokens
+                    self.model, prompts, metadata, self.config, window, self.options.max_think_tokens, seeds
                 )
             else:
                 init = self._stage1(prompts, metadata, timing)
                 batch = rollout_reflect(
-                    self.model, prompts, metadata, init, self.config, window, self.options.max_think_tokens
+                    self.model,
+                    prompts,
+                    metadata,
+                    init,
+                    self.config,
+                    window,
+                    self.options.max_think_tokens,
+                    seeds,
                 )
             timing["rollout"] += time.perf_counter() - start
             out.append((batch, executor.submit(self._score, batch.images, prompts, metadata)))
         return out
+
+    def _sample_seeds(self, step: int, index: int, batch: int) -> SampleSeeds:
+        first = self.comm.rank * batch
+
+        def gens(kind: str) -> list[torch.Generator]:
+            keys = [f"{self.config['seed']}/{step}/{index}/{first + i}/{kind}" for i in range(batch)]
+            return [torch.Generator().manual_seed(zlib.crc32(k.encode())) for k in keys]
+
+        return SampleSeeds(think=gens("think"), image=gens("image"))
 
     def _stage1(self, prompts, metadata, timing) -> dict[str, tuple[Any, float | None]]:
         """SRR stage 1: ODE images per unique prompt, scored; the lowest-reward one is refined."""
@@ -321,6 +348,7 @@ class AlphaGRPOTrainer:
             return post, stats
         full = np.zeros((len(g_rewards), self.num_train))
         full[valid] = post.result.advantages
+        stats["advantages"] = full[:, 0].tolist()
         b = len(batch.prompts)
         post.result.advantages = full[comm.rank * b : (comm.rank + 1) * b]
         if post.result.text_advantages is not None:
@@ -351,7 +379,9 @@ class AlphaGRPOTrainer:
             compat=self.options.text_loss_compat,
         )
         scale = self.config["_derived"]["text_backward_scale"]
-        (loss * scale / self.acc_steps).backward()
+        loss = loss * scale / self.acc_steps
+        loss.backward()
+        info.setdefault("_loss", []).append(float(loss))
         for key, value in parts.items():
             info.setdefault(key, []).append(float(value))
 
@@ -385,7 +415,9 @@ class AlphaGRPOTrainer:
                 ref_prev_mean=ref_mean,
                 std_dev_t=out.std_dev_t,
             )
-            (loss / self.acc_steps).backward()
+            loss = loss / self.acc_steps
+            loss.backward()
+            info.setdefault("_loss", []).append(float(loss))
             for key, value in parts.items():
                 info.setdefault(key, []).append(float(value))
 
@@ -410,7 +442,7 @@ class AlphaGRPOTrainer:
             rolled = self._rollout(self.step, executor, timing)
             prepared = []
             totals = {"abstained": 0, "samples": 0, "skipped_batches": 0, "fpr_rectified": 0}
-            rewards_seen, avg_seen = [], []
+            rewards_seen, avg_seen, advantages = [], [], []
             for batch, future in rolled:
                 start = time.perf_counter()
                 rewards = future.result()
@@ -419,6 +451,7 @@ class AlphaGRPOTrainer:
                 totals["abstained"] += stats["abstained"]
                 totals["samples"] += stats["samples"]
                 totals["fpr_rectified"] += stats.get("fpr_rectified", 0)
+                advantages.extend(stats.get("advantages", []))
                 if "reward_mean" in stats:
                     rewards_seen.append(stats["reward_mean"])
                     avg_seen.append(stats["reward_avg_mean"])
@@ -440,6 +473,8 @@ class AlphaGRPOTrainer:
                 self._text_backward(batch, post.result.text_advantages, info)
             self._image_backward(batch, adv, info)
         grad_norm = self._optimizer_step()
+        # the objective this step minimised: sum of the scaled backward losses, averaged over ranks
+        loss = self.comm.mean(sum(info.pop("_loss", [])))
         timing["backward"] += time.perf_counter() - start
         self.step += 1
         record = {
@@ -447,6 +482,8 @@ class AlphaGRPOTrainer:
             "reward_mean": float(np.mean(rewards_seen)) if rewards_seen else math.nan,
             "reward_avg_mean": float(np.mean(avg_seen)) if avg_seen else math.nan,
             "grad_norm": grad_norm,
+            "loss": loss,
+            "advantages": advantages,
             **totals,
             "abstained_total": self.abstained_total,
             **{k: float(np.mean(v)) for k, v in info.items()},
