@@ -147,3 +147,16 @@ def test_data_fetch_gedit_exports_the_dataset_and_never_reports_an_empty_success
     samples = GEdit(target).samples()
     assert [s.prompt for s in samples] == rows["instruction"] and all(s.input_image.exists() for s in samples)
     assert not data.not_fetchable("gedit", target)
+
+
+def test_the_demo_runs_on_the_shipped_prompts_alone(tmp_path, monkeypatch) -> None:
+    """`make demo` on a machine without a data folder: the packaged prompts are enough (no network)."""
+    import evalkit
+    from evalkit import paths
+
+    monkeypatch.setenv("EVALKIT_DATA", str(tmp_path / "no-data-here"))
+    result = evalkit.evaluate(
+        "geneval", "tiny-sd3", limit=1, data_dir=paths.DEMO_DATA_DIR, runs_dir=tmp_path / "runs",
+        score_options={"detector": "tiny"}, show_progress=False,
+    )  # fmt: skip
+    assert result.summary["n_scored"] == result.summary["n_planned"] == 4 and "Overall" in result.table
