@@ -10,7 +10,21 @@ def _one_line(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+# Names other tools use for what evalkit calls otherwise: spelling distance would suggest the wrong one
+# (`--out` is closest to `--option`).
+SYNONYMS = {
+    "--out": "--runs-dir",
+    "--output": "--runs-dir",
+    "--output-dir": "--runs-dir",
+    "--out-dir": "--runs-dir",
+    "--data": "--data-dir",
+    "--num-samples": "--limit",
+}
+
+
 def _suggest(name: str, choices: list[str]) -> str | None:
+    if SYNONYMS.get(name) in choices:
+        return SYNONYMS[name]
     close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
     return close[0] if close else None
 
