@@ -48,10 +48,11 @@ def kills(args, work: Path) -> None:
     (reference,) = (work / "reference").glob("*/*")
     result = kill_drill(
         cli_args, reference, work / "drill", cycles=args.cycles, kills_per_cycle=args.kills,
-        max_delay=reference_s, seed=args.seed, budget_s=args.budget,
+        max_delay=0.6 * reference_s, seed=args.seed, budget_s=args.budget,
     )  # fmt: skip
-    print(f"kill -9 drill: {result.cycles} cycles, {result.kills} kills (random delay up to {reference_s:.0f}s, "
-          f"the reference run's time), {result.torn_lines_seen} torn record lines left by kills")  # fmt: skip
+    print(f"kill -9 drill: {result.cycles} cycles, {result.kills} kills of {result.attempts} attempts (random "
+          f"delay up to {0.6 * reference_s:.0f}s = 0.6 x the reference run), {result.torn_lines_seen} torn "
+          f"record lines found after kills")  # fmt: skip
     print(f"  identical runs: {result.identical}/{result.cycles}; lost records: {result.lost}; "
           f"{result.seconds:.0f}s")  # fmt: skip
     for line in result.differences:

@@ -67,6 +67,7 @@ def state(run_dir: Path) -> dict[str, Any]:
 @dataclass
 class DrillResult:
     cycles: int = 0
+    attempts: int = 0  # kill attempts; a process that finished before its delay is not counted as killed
     kills: int = 0
     identical: int = 0
     lost: int = 0
@@ -91,6 +92,7 @@ def kill_drill(
         runs = workdir / f"cycle{cycle}"
         args = args_for(runs)
         for _ in range(kills_per_cycle):
+            result.attempts += 1
             if kill_after(args, rng.uniform(0.5, max_delay)):
                 result.kills += 1
                 for path in runs.rglob("records*.jsonl"):
