@@ -25,6 +25,7 @@ from PIL import Image
 
 from evalkit.dvreward.format import Decomposition, Question
 from evalkit.judges.base import Judge, JudgeFailure, YesNoAnswer, parse_yes_no
+from evalkit.judges.base import ask as ask_judge
 
 METHODS = ("geometric", "mean", "binary")
 
@@ -100,13 +101,19 @@ def aggregate(
     return reward, sc, pq
 
 
+def _require_yes_no(text: str) -> None:
+    if parse_yes_no(text) is None:
+        raise ValueError("neither yes nor no")
+
+
 def _ask_text(judge: Judge, image: Image.Image, question: str) -> YesNoAnswer:
     """The decoded answer to one question (no log-probs): s = 1 for yes, 0 for no. Raises JudgeFailure."""
     message = {
         "role": "user",
         "content": [{"type": "image", "image": image}, {"type": "text", "text": question}],
     }
-    text = judge.chat([message], temperature=0.0, max_tokens=10)
+    # an unparseable reply is not cached, so asking again reaches the judge again
+    text = ask_judge(judge, [message], _require_yes_no, temperature=0.0, max_tokens=10)
     word = parse_yes_no(text)
     if word is None:
         raise JudgeFailure(f"unparseable yes/no reply: {text[:80]!r}")

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from PIL import Image
 
-from evalkit.judges.base import Judge, JudgeFailure
+from evalkit.judges.base import Judge, JudgeFailure, ask
 
 FINAL_SCORE = re.compile(r"Final Score:\s*([1-5](?:\.\d+)?)")
 
@@ -89,7 +89,8 @@ class UnifiedRewardScorer:
 
     def score_one(self, image: Image.Image, prompt: str) -> float | None:
         try:
-            reply = self.judge.chat(self.messages(image, prompt), **self.decoding)
+            # an unparseable reply is not cached: scoring this image again asks the judge again
+            reply = ask(self.judge, self.messages(image, prompt), _require_final_score, **self.decoding)
         except JudgeFailure as exc:
             self.failures.append(f"judge: {exc.reason}")
             return None
@@ -103,3 +104,8 @@ class UnifiedRewardScorer:
         self, images: list[Image.Image], prompts: list[str], metadata: list[dict[str, Any]] | None = None
     ) -> list[float | None]:
         return [self.score_one(im, p) for im, p in zip(images, prompts, strict=True)]
+
+
+def _require_final_score(text: str) -> None:
+    if parse_final_score(text) is None:
+        raise ValueError("no 'Final Score' in the reply")

@@ -181,3 +181,26 @@ def test_judged_rewards_run_on_the_tiny_judge_backend():
 def test_viescore_normalize_divides_by_ten():
     judge = FakeJudge(['{"score": [9]}', '{"score": [4, 9]}'])
     assert VIEScoreScorer(judge, normalize=True).score([IMAGE], ["a cat"], [{}]) == [pytest.approx(0.6)]
+
+
+def test_unifiedreward_and_dvreward_text_answers_hand_the_judge_a_validator():
+    """A reply the reward cannot parse must not be cached (a re-ask is then a real request): the judge
+    gets a `validate` that rejects exactly the unparseable replies."""
+    from evalkit.dvreward.verify import _ask_text
+
+    seen = []
+
+    class Recording(FakeJudge):
+        def chat(self, messages, *, validate=None, **decoding):
+            seen.append(validate)
+            return super().chat(messages, validate=validate, **decoding)
+
+    UnifiedRewardScorer(Recording(["Final Score: 4"])).score([IMAGE], ["a cat"], [{}])
+    _ask_text(Recording(["Yes."]), IMAGE, "Is there a cat?")
+    unified, yes_no = seen
+    unified("Final Score: 4")
+    yes_no("Yes.")
+    with pytest.raises(ValueError):
+        unified("The image is fine.")
+    with pytest.raises(ValueError):
+        yes_no("Banana bread.")
