@@ -6,6 +6,7 @@ with the fix and exit code 2, never a traceback.
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import typer
@@ -33,6 +34,21 @@ ablate.register(app)
 train.register(app)
 
 INTERRUPTED = "interrupted; finished samples are kept, re-run the same command to resume"
+
+
+_SIGNALS: list[int] = []  # the signal that interrupted this process, if any
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM (a scheduler's pre-emption, torchrun stopping its workers) runs the Ctrl-C path: locks are
+    released and the message says how to resume; the exit code stays the conventional 128 + signal."""
+    _SIGNALS.append(signum)
+    raise KeyboardInterrupt
+
+
+def _interrupted() -> None:
+    err.print(INTERRUPTED)
+    sys.exit(128 + (_SIGNALS[0] if _SIGNALS else signal.SIGINT))
 
 
 def _quiet_libraries() -> None:
@@ -76,11 +92,11 @@ def main() -> None:
     NoArgsIsHelpError, UsageError = _click_exceptions()  # noqa: N806 - exception classes
 
     _quiet_libraries()
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         code = app(standalone_mode=False, prog_name="evalkit")
     except (typer.Abort, KeyboardInterrupt):
-        err.print(INTERRUPTED)
-        sys.exit(130)
+        _interrupted()
     except NoArgsIsHelpError as e:  # `evalkit` or `evalkit data` alone: the help is the answer
         e.show()
         sys.exit(2)
@@ -94,5 +110,5 @@ def main() -> None:
         err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
     if code == 130:  # typer turns Ctrl-C into Exit(130)
-        err.print(INTERRUPTED)
+        _interrupted()
     sys.exit(code if isinstance(code, int) else 0)
