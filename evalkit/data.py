@@ -221,7 +221,26 @@ def fetch_hub_dataset(entry: dict[str, Any], data_dir: Path, *, mirror: str | No
     except Exception as e:  # noqa: BLE001 - network, auth, missing repo: all one line
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise DataError(f"could not load dataset {entry['id']}: {first}") from None
-    return int(exporter(rows, Path(data_dir) / entry["into"]))
+    dest = Path(data_dir) / entry["into"]
+    count = int(exporter(rows, dest))
+    _record_hub_source(entry, rows, dest, count, mirror)
+    return count
+
+
+def _record_hub_source(entry: dict[str, Any], rows: Any, dest: Path, count: int, mirror: str | None) -> None:
+    """What was fetched, written beside the export: with an unpinned revision the dataset fingerprint and
+    the checksum of the exported file are the only way to tell later whether two copies are the same."""
+    check = dest / entry["check"]
+    source = {
+        "dataset": entry["id"],
+        "split": entry.get("split", "train"),
+        "revision": entry.get("revision"),
+        "mirror": mirror,
+        "fingerprint": getattr(rows, "_fingerprint", None),
+        "rows": count,
+        entry["check"]: {"sha256": hashlib.sha256(check.read_bytes()).hexdigest()},
+    }
+    atomic_write_bytes(dest / "SOURCE.json", (json.dumps(source, indent=2) + "\n").encode())
 
 
 def not_fetchable(benchmark: str, data_dir: Path) -> list[str]:

@@ -3,7 +3,9 @@ prompts and judge prompts (issue 12)."""
 
 from __future__ import annotations
 
+import hashlib
 import http.server
+import json
 import shutil
 import threading
 import time
@@ -147,6 +149,12 @@ def test_data_fetch_gedit_exports_the_dataset_and_never_reports_an_empty_success
     samples = GEdit(target).samples()
     assert [s.prompt for s in samples] == rows["instruction"] and all(s.input_image.exists() for s in samples)
     assert not data.not_fetchable("gedit", target)
+    source = json.loads(
+        (target / "gedit_bench" / "SOURCE.json").read_text()
+    )  # unpinned: say what was fetched
+    exported = (target / "gedit_bench" / "data.jsonl").read_bytes()
+    assert source["dataset"] == hub_id and source["rows"] == 2 and source["fingerprint"]
+    assert source["data.jsonl"]["sha256"] == hashlib.sha256(exported).hexdigest()
 
 
 def test_the_demo_runs_on_the_shipped_prompts_alone(tmp_path, monkeypatch) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.data import read_json_lines
-from evalkit.errors import DataError, EvalkitError
+from evalkit.errors import DataError
 
 PROTOCOLS = ("gedit",)
 
@@ -35,9 +35,6 @@ SUBSETS = ("fullset", "intersection")
 
 
 DATA_FILE = "data.jsonl"
-
-
-HUB_DATASET = "stepfun-ai/GEdit-Bench"
 
 
 DATA_FIELDS = ("task_type", "key", "instruction", "instruction_language", "Intersection_exist", "input_image")
@@ -94,13 +91,3 @@ def export_rows(rows: Iterable[Mapping[str, Any]], dest: Path) -> int:
             f.write(json.dumps({**record, "input_image": rel}, ensure_ascii=False) + "\n")
             n += 1
     return n
-
-
-def fetch_from_hub(dest: Path, revision: str | None = None) -> int:
-    """Download the Hub dataset (needs `datasets` and network) and write the local copy."""
-    try:
-        import datasets
-    except ImportError:
-        raise EvalkitError("fetching GEdit-Bench needs `datasets` (pip install 'evalkit[judge]')") from None
-    split = datasets.load_dataset(HUB_DATASET, split="train", revision=revision)
-    return export_rows(split, dest)
