@@ -60,6 +60,8 @@ def test_first_minibatch_is_on_policy_and_only_lora_moves(tmp_path, task):
         if record["skipped_batches"] == 0:
             break
     assert record["image_ratio"] == 1.0 and record["text_ratio"] == 1.0
+    phases = record["time"]  # each phase booked once (SRR stage 1 is rollout + reward, not twice rollout)
+    assert phases["rollout"] + phases["reward"] + phases["backward"] <= phases["total"]
     assert record["image_approx_kl"] == 0.0
     changed = {n for n, p in named.items() if not torch.equal(p, before[n])}
     assert changed and all("lora_" in n for n in changed)

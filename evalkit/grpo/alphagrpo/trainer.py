@@ -256,13 +256,14 @@ class AlphaGRPOTrainer:
                 seeds = self._sample_seeds(step, index, len(prompts))
                 window_rng = random.Random(f"{self.config['seed']}/{step}/{index}/window")
             window = draw_window(self.config, window_rng)
-            start = time.perf_counter()
             if task == "t2i":
+                start = time.perf_counter()
                 batch = rollout_t2i(
                     self.model, prompts, metadata, self.config, window, self.options.max_think_tokens, seeds
                 )
             else:
-                init = self._stage1(prompts, metadata, timing)
+                init = self._stage1(prompts, metadata, timing)  # books its own rollout and reward time
+                start = time.perf_counter()
                 batch = rollout_reflect(
                     self.model,
                     prompts,
