@@ -38,11 +38,26 @@ def checks(data_dir: Path | None = None) -> list[tuple[str, bool, str]]:
         )
     else:
         results.append(("packages", True, found))
+    results.append(_engines_line())
     results.append(_weights_line())
     root = paths.data_dir(data_dir)
     for bench_file in sorted(paths.PROTOCOL_DIR.glob("*.yaml")):
         results.append(_data_line(root, bench_file.stem))
     return results
+
+
+def _engines_line() -> tuple[str, bool, str]:
+    """vLLM / SGLang for `vllm:` and `sglang:` judges; optional, so a missing one is not a failure."""
+    found = {pkg: _version(pkg) for pkg in ("vllm", "sglang")}
+    installed = ", ".join(f"{p} {v}" for p, v in found.items() if v)
+    if installed:
+        return ("judge engines", True, f"{installed} (vllm:/sglang: judges, `evalkit judge serve`)")
+    return (
+        "judge engines",
+        True,
+        "none (optional) -> `pip install vllm` or `pip install sglang` for in-process judges, "
+        "or serve a judge elsewhere and use --judge openai:MODEL --judge-url URL",
+    )
 
 
 def _weights_line() -> tuple[str, bool, str]:

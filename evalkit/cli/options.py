@@ -32,7 +32,10 @@ CompatOpt = Annotated[
     str | None, typer.Option(help="DPG: `official` reproduces the official scorer's quirks")
 ]
 JudgeOpt = Annotated[
-    str | None, typer.Option(help="hf:<id-or-path>, openai:<model>, azure:<deployment> or tiny")
+    str | None,
+    typer.Option(
+        help="hf:<id-or-path>, openai:<model>, azure:<deployment>, vllm:/sglang:<id-or-path> or tiny"
+    ),
 ]
 JudgeUrlOpt = Annotated[str | None, typer.Option(help="base URL of an OpenAI-compatible judge server")]
 AllowDownloadOpt = Annotated[

@@ -2,6 +2,7 @@
 
     judge = load_judge("hf:Qwen/Qwen2.5-VL-7B-Instruct", cache_path=run_dir / "judge_cache.sqlite")
     judge = load_judge("openai:Qwen2.5-VL-72B-Instruct", url="http://node12:8000/v1")
+    judge = load_judge("vllm:Qwen/Qwen2.5-VL-7B-Instruct")  # in-process vLLM engine (needs `pip install vllm`)
     judge = load_judge("tiny")  # a random tiny Qwen2-VL for tests; its numbers mean nothing
 
 Importing this package does not import torch or openai; backends load them when built.
@@ -30,6 +31,8 @@ BACKENDS = {
     "hf": "hf:<hub-id-or-local-folder>  local transformers VLM (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, ...)",
     "openai": "openai:<model> --judge-url URL  OpenAI-compatible (vLLM, SGLang, OpenAI); $OPENAI_API_KEY",
     "azure": "azure:<deployment> --judge-url ENDPOINT  Azure OpenAI; key in $AZURE_OPENAI_API_KEY",
+    "vllm": "vllm:<hub-id-or-local-folder>  in-process vLLM engine, prefix caching (needs vllm installed)",
+    "sglang": "sglang:<hub-id-or-local-folder>  in-process SGLang engine, radix cache (needs sglang installed)",
     "tiny": "tiny  random tiny Qwen2-VL built offline (tests and demos only)",
 }
 
@@ -68,6 +71,15 @@ def load_judge(
         if url is not None:
             raise EvalkitError("--judge-url is for openai:/azure: judges; hf: judges run locally")
         return HFJudge.from_pretrained(target, allow_download=allow_download, **options)
+    if backend in ENGINE_BACKENDS:
+        from evalkit.judges import engine
+
+        if url is not None:
+            raise EvalkitError(
+                f"--judge-url is for openai:/azure: judges; {backend}: judges run in this process"
+            )
+        load = engine.load_vllm_judge if backend == "vllm" else engine.load_sglang_judge
+        return load(target, allow_download=allow_download, **options)
     from evalkit.judges.openai_http import OpenAIJudge
 
     if backend == "azure":
@@ -79,6 +91,7 @@ def load_judge(
     return OpenAIJudge(target, base_url=url, **options)
 
 
+ENGINE_BACKENDS = ("vllm", "sglang")
 CREDENTIAL_OPTIONS = ("api_key", "api-key", "apikey", "key", "token", "password", "secret")
 
 
@@ -90,6 +103,11 @@ def option_names(backend: str) -> list[str]:
         from evalkit.judges.openai_http import OpenAIJudge
 
         functions = [OpenAIJudge.__init__]
+    elif backend in ENGINE_BACKENDS:  # evalkit.judges.engine imports no engine package
+        from evalkit.judges import engine
+
+        load = engine.load_vllm_judge if backend == "vllm" else engine.load_sglang_judge
+        functions = [load, engine.EngineJudge.__init__]
     else:
         from evalkit.judges.hf import HFJudge
 
@@ -155,6 +173,19 @@ def check_judge(
     if backend == "hf":
         if url is not None:
             raise EvalkitError("--judge-url is for openai:/azure: judges; hf: judges run locally")
+        if not allow_download:
+            from evalkit.checkpoints import resolve_hub
+
+            resolve_hub(target, what="judge")
+        return
+    if backend in ENGINE_BACKENDS:
+        from evalkit.judges.engine import require_engine
+
+        if url is not None:
+            raise EvalkitError(
+                f"--judge-url is for openai:/azure: judges; {backend}: judges run in this process"
+            )
+        require_engine(backend)
         if not allow_download:
             from evalkit.checkpoints import resolve_hub
 

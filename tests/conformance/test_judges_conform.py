@@ -33,6 +33,13 @@ def test_judge_backend_contract(backend, tiny_judge, monkeypatch):
     elif backend == "azure":  # no local server speaks its dialect: its contract here is the spec check
         with pytest.raises(EvalkitError, match="judge-url"):
             load_judge("azure:some-deployment")
+    elif backend in ("vllm", "sglang"):  # engines need a GPU: stand-ins in tests/judges/test_judge_engines.py
+        import importlib.util
+
+        if importlib.util.find_spec(backend) is not None:
+            pytest.skip(f"{backend} is installed: bench/judge_engines_gpu.sh checks it on a GPU")
+        with pytest.raises(EvalkitError, match=f"pip install {backend}"):
+            load_judge(f"{backend}:{tiny_qwen2vl_path()}")
     else:  # OpenAI-compatible: the tiny judge behind the local test server
         with JudgeServer(tiny_judge) as server:
             _check(load_judge(f"openai:{server.model_name}", url=server.url))
