@@ -106,3 +106,53 @@ def test_tiny_detector_loads_its_checkpoint_and_is_deterministic(tmp_path, data_
             np.testing.assert_allclose(da[cls].boxes, db[cls].boxes, atol=1e-4)
             assert da[cls].boxes.shape[1] == 5
             assert da[cls].masks[0].shape == (64, 48) and da[cls].masks[0].dtype == bool
+
+
+def test_detector_postprocess_is_bit_identical_to_mmdets(tmp_path, data_dir):
+    """evalkit's deduplicated Mask2Former post-processing gives mmdet's boxes, scores and masks exactly,
+    whatever the image size (odd sizes too) or thread count (same batches: the network's batched forward
+    itself is only close to batch 1, see above)."""
+    import torch
+
+    from evalkit.benchmarks.geneval.data import load_object_names
+    from evalkit.detection.mmdet import MMDetDetector
+    from evalkit.testing.detection import tiny_mask2former_checkpoint, tiny_mask2former_config
+
+    names, ckpt = load_object_names(data_dir), tiny_mask2former_checkpoint(tmp_path)
+    fast = MMDetDetector(tiny_mask2former_config(), ckpt, names, batch_size=3)
+    official = MMDetDetector(tiny_mask2former_config(), ckpt, names, batch_size=3, postprocess="mmdet")
+    assert fast._fast_postprocess() and not official._fast_postprocess()
+    with torch.no_grad():  # favour a few classes so that several (query, class) pairs share a query
+        for det in (fast, official):
+            bias = det.model.panoptic_head.cls_embed.bias
+            bias.fill_(-4.0)
+            bias[[0, 15, 16]] = 6.0
+    threads = torch.get_num_threads()
+    try:
+        for n_threads, (h, w) in [(1, (64, 48)), (2, (97, 131)), (2, (128, 128))]:
+            torch.set_num_threads(n_threads)
+            rng = np.random.RandomState(h)
+            images = [Image.fromarray(rng.randint(0, 255, (h, w, 3), dtype=np.uint8)) for _ in range(4)]
+            for mine, theirs in zip(fast.detect(images), official.detect(images), strict=True):
+                assert list(mine) == list(theirs) and mine
+                for cls in mine:
+                    assert np.array_equal(mine[cls].boxes, theirs[cls].boxes)  # boxes + score column
+                    assert len(mine[cls].masks) == len(theirs[cls].masks) > 0
+                    for a, b in zip(mine[cls].masks, theirs[cls].masks, strict=True):
+                        assert a.dtype == b.dtype == bool and np.array_equal(a, b)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_mask_boxes_equal_mmdets_mask2bbox():
+    import torch
+    from mmdet.structures.mask import mask2bbox
+
+    from evalkit.detection.mmdet import _mask_boxes
+
+    masks = torch.rand(6, 17, 23) > 0.97
+    masks[0] = False  # empty: zeros
+    masks[1] = False
+    masks[1, 16, 22] = True  # one corner pixel
+    masks[2] = True
+    assert torch.equal(_mask_boxes(masks.float()), mask2bbox(masks))
