@@ -96,15 +96,20 @@ class TrainableBagel:
         return {n: p.detach().clone() for n, p in self.peft.named_parameters() if "lora_" in n}
 
     def load_lora_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Values of `lora_state` (or, for FSDP-sharded weights, of this rank's shards)."""
         params = dict(self.peft.named_parameters())
         with torch.no_grad():
             for name, value in state.items():
-                params[name].copy_(value)
+                param = params[name]
+                (param.to_local() if hasattr(param, "to_local") else param).copy_(value)
 
-    def save_adapter(self, folder: str | Path) -> Path:
-        """PEFT folder (`adapter_config.json` + `adapter_model.safetensors`) that `merge_lora` loads."""
+    def save_adapter(self, folder: str | Path, state: dict[str, torch.Tensor] | None = None) -> Path:
+        """PEFT folder (`adapter_config.json` + `adapter_model.safetensors`) that `merge_lora` loads.
+
+        `state`: whole LoRA tensors to write instead of the parameters (FSDP: gathered from the shards).
+        """
         folder = Path(folder)
-        self.peft.save_pretrained(str(folder))
+        self.peft.save_pretrained(str(folder), state_dict=state)
         return folder
 
     @contextmanager

@@ -70,6 +70,10 @@ def alphagrpo(
         str, typer.Option(help="intended, or official (the B x B outer-product text loss)")
     ] = "intended",
     resume: Annotated[Path | None, typer.Option(help="checkpoint folder to resume from")] = None,
+    per_sample_seeds: Annotated[
+        bool,
+        typer.Option(help="each sample draws its own noise: the same numbers on any number of processes"),
+    ] = False,
 ) -> None:
     """AlphaGRPO on BAGEL: GRPO over think text + image (tasks t2i and reflect), LoRA on both experts."""
     from evalkit.grpo.alphagrpo.launch import train_alphagrpo
@@ -86,6 +90,7 @@ def alphagrpo(
         max_think_tokens=max_think_tokens,
         text_loss_compat=text_loss_compat,
         resume=resume,
+        per_sample_seeds=per_sample_seeds,
     )
     last = history[-1] if history else {}
     print(

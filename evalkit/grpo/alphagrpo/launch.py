@@ -1,8 +1,14 @@
 """Library entry point for AlphaGRPO training (`evalkit train alphagrpo` calls `train_alphagrpo`).
 
-Everything a user can get wrong (preset, `--set` keys, prompts file, judge, process count) is checked
-before any model loads. Under `torchrun` / `accelerate launch` (WORLD_SIZE > 1) a process group is
-initialised (NCCL with CUDA, else gloo) and each process trains its share.
+Everything a user can get wrong (preset, `--set` keys, prompts file, judge, process count, the accelerate
+config's strategy and precision) is checked before any model loads. Under `torchrun` / `accelerate launch`
+(WORLD_SIZE > 1) a process group is initialised (NCCL with CUDA, else gloo) and each process trains its
+share; `accelerate/fsdp.yaml` shards the decoder layers (`parallel.py`).
+
+    accelerate launch --config_file evalkit/grpo/alphagrpo/accelerate/ddp.yaml \\
+        -m evalkit.grpo.alphagrpo.launch --preset alphagrpo_reflect --prompts train.jsonl --set num_gpus=8 ...
+
+`python -m evalkit.grpo.alphagrpo.launch ARGS` is `evalkit train alphagrpo ARGS`.
 """
 
 from __future__ import annotations
@@ -16,19 +22,24 @@ import torch
 
 from evalkit.errors import EvalkitError
 from evalkit.grpo.alphagrpo import config as presets
+from evalkit.grpo.alphagrpo import parallel
 from evalkit.grpo.alphagrpo.comm import Comm
-from evalkit.grpo.alphagrpo.trainer import AlphaGRPOTrainer, TrainerOptions, read_prompts, validate
+from evalkit.grpo.alphagrpo.options import TrainerOptions, read_prompts, validate
+from evalkit.grpo.alphagrpo.trainer import AlphaGRPOTrainer
 
 TINY = "tiny-bagel"
 
 
-def _init_distributed() -> None:
+def _init_distributed() -> bool:
+    """True when this call created the process group (and so must destroy it)."""
     import torch.distributed as dist
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        return True
+    return False
 
 
 def load_trainable(model: str, config: dict[str, Any], device: str | None = None):
@@ -71,6 +82,7 @@ def train_alphagrpo(
     text_loss_compat: str = "intended",
     resume: str | Path | None = None,
     device: str | None = None,
+    per_sample_seeds: bool = False,
 ) -> tuple[Path, list[dict[str, Any]]]:
     """Train and return (final adapter folder, per-step metrics). Resumes from a checkpoint folder."""
     config = presets.resolve(preset, presets.parse_overrides(overrides))
@@ -83,9 +95,12 @@ def train_alphagrpo(
         max_think_tokens=max_think_tokens,
         text_loss_compat=text_loss_compat,
         judge=judge,
+        per_sample_seeds=per_sample_seeds,
     )
     world = int(os.environ.get("WORLD_SIZE", "1"))
     validate(config, options, world)
+    strategy = parallel.strategy_from_env()
+    parallel.check_mixed_precision(config)
     if resume is not None and not (Path(resume) / "trainer_state.pt").exists():
         raise EvalkitError(f"no checkpoint in {resume} (expected trainer_state.pt)")
     if judge is not None:
@@ -93,13 +108,28 @@ def train_alphagrpo(
         from evalkit.judges import load_judge
 
         options.judge = load_judge(judge, url=judge_url, system_prompt=VERIFIER_SYSTEM_PROMPT)
-    _init_distributed()
+    created = _init_distributed()
     trainable = load_trainable(model, config, device)
-    trainer = AlphaGRPOTrainer(trainable, config, records, options, comm=Comm())
+    trainer = AlphaGRPOTrainer(trainable, config, records, options, comm=Comm(), strategy=strategy)
     if resume is not None:
         trainer.resume(resume)
     history = trainer.train()
     final = Path(out_dir) / "final" / "adapter"
+    lora = {n: parallel.full(v).clone() for n, v in trainable.lora_state().items()}  # every rank (FSDP)
     if trainer.comm.rank == 0:
-        trainable.save_adapter(final)
+        trainable.save_adapter(final, state=lora)
+    trainer.comm.barrier()
+    if created:  # an undestroyed gloo group can abort the interpreter at exit
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
     return final, history
+
+
+if __name__ == "__main__":  # `accelerate launch -m evalkit.grpo.alphagrpo.launch ARGS`
+    import sys
+
+    from evalkit.cli import main
+
+    sys.argv[1:1] = ["train", "alphagrpo"]
+    main()

@@ -21,7 +21,6 @@ import time
 import zlib
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +29,17 @@ import torch
 
 from evalkit.errors import EvalkitError
 from evalkit.grpo.advantages import PerPromptStatTracker
+from evalkit.grpo.alphagrpo import parallel
 from evalkit.grpo.alphagrpo.advantages import AdvantageConfig
 from evalkit.grpo.alphagrpo.comm import Comm
 from evalkit.grpo.alphagrpo.config import write_resolved
 from evalkit.grpo.alphagrpo.losses import ImageLossConfig, TextLossConfig, image_loss, text_loss
+from evalkit.grpo.alphagrpo.options import (  # noqa: F401 - read_prompts re-exported
+    TrainerOptions,
+    build_reward,
+    read_prompts,
+    validate,
+)
 from evalkit.grpo.alphagrpo.rewards import (
     PostprocessConfig,
     Postprocessed,
@@ -52,84 +58,6 @@ from evalkit.grpo.alphagrpo.rollout import (
 from evalkit.grpo.alphagrpo.sampling import get_timesteps, step_log_prob
 from evalkit.grpo.reward_mix import WeightedReward
 
-UNSUPPORTED = {
-    "train.mix_t2i_task": "mixing T2I rounds into SRR training",
-    "train.recompute_log_prob": "recomputing old log-probs (AWM/NFT)",
-    "train.ema": "EMA adapters",
-    "train.isolate_image_text_reward": "isolated text rewards (AWM/NFT)",
-}
-
-
-@dataclass
-class TrainerOptions:
-    """What the official config does not say (evalkit side)."""
-
-    run_dir: Path
-    steps: int = 10  # optimizer steps (rounds)
-    max_think_tokens: int = 1024  # official: at most 1024 think tokens
-    text_loss_compat: str = "intended"  # "official" reproduces the B x B outer product
-    save_every: int | None = None  # default: config save_freq
-    judge: Any = None  # a Judge or judge spec for judge-based rewards (never defaulted)
-    reward_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # Official: rollout noise from the global RNG seeded 42 + rank. True: every sample draws its think
-    # text and image noise from its own generator (seed, step, batch, global index) and the window is
-    # shared, so a run gives the same numbers on any number of processes (checked by the gloo test).
-    per_sample_seeds: bool = False
-
-
-def validate(config: Mapping[str, Any], options: TrainerOptions, world_size: int) -> None:
-    """Fail before any model loads on settings this trainer cannot honour."""
-    sample, train = config["sample"], config["train"]
-    if train["task"] not in ("t2i", "reflect"):
-        raise EvalkitError(f"train.task must be t2i or reflect, got '{train['task']}'")
-    for key in (
-        "train.mix_t2i_task",
-        "train.recompute_log_prob",
-        "train.ema",
-        "train.isolate_image_text_reward",
-    ):
-        section, name = key.split(".")
-        if config[section][name]:
-            raise EvalkitError(f"{key}=true ({UNSUPPORTED[key]}) is not implemented; use another preset")
-    if train.get("image_algorithm") not in (None, "grpo"):
-        raise EvalkitError(
-            f"train.image_algorithm '{train['image_algorithm']}' is not implemented (only GRPO)"
-        )
-    if train["top_entropy_quantile"] < 1.0:
-        raise EvalkitError("train.top_entropy_quantile < 1 is not implemented; set it to 1.0")
-    if config["num_gpus"] != world_size:
-        raise EvalkitError(
-            f"num_gpus={config['num_gpus']} but {world_size} process(es) run; pass --set num_gpus={world_size}"
-        )
-    per_batch = config["num_gpus"] * sample["train_batch_size"]
-    if per_batch % sample["num_image_per_prompt"]:
-        raise EvalkitError(
-            f"num_gpus * sample.train_batch_size = {per_batch} must be a multiple of "
-            f"sample.num_image_per_prompt = {sample['num_image_per_prompt']}"
-        )
-    from evalkit.registry import lookup
-
-    for name in config["reward_fn"]:
-        entry = lookup("rewards", name)  # unknown name: one line with the closest known one
-        has_spec = bool(options.reward_options.get(name, {}).get("judge"))
-        if entry.needs_judge and options.judge is None and not has_spec:
-            raise EvalkitError(
-                f"reward {name} needs an explicit judge (--judge hf:MODEL, or openai:MODEL --judge-url URL)"
-            )
-    if options.text_loss_compat not in ("intended", "official"):
-        raise EvalkitError("text_loss_compat must be 'intended' or 'official'")
-
-
-def build_reward(config: Mapping[str, Any], options: TrainerOptions) -> WeightedReward:
-    """The image reward: a weighted sum of registered evalkit rewards (`reward_fn`)."""
-    from evalkit.rewards.factory import build_reward as build_one
-
-    scorers = {
-        name: build_one(name, dict(options.reward_options.get(name, {})), judge=options.judge)
-        for name in config["reward_fn"]
-    }
-    return WeightedReward(scorers, config["reward_fn"])
-
 
 def _subset(values, index):
     return None if values is None else [values[i] for i in index]
@@ -146,12 +74,15 @@ class AlphaGRPOTrainer:
         options: TrainerOptions,
         reward: WeightedReward | None = None,
         comm: Comm | None = None,
+        strategy: parallel.Strategy | None = None,
     ) -> None:
         self.comm = comm or Comm()
         validate(config, options, self.comm.world_size)
         if not prompts:
             raise EvalkitError("no training prompts")
         self.model, self.config, self.options = model, dict(config), options
+        self.strategy = strategy or parallel.Strategy("data")
+        self.sharded = parallel.apply(model, self.strategy, self.comm.world_size)  # before the optimizer
         self.prompts = [dict(p) for p in prompts]
         self.reward = reward or build_reward(config, options)
         train, sample = config["train"], config["sample"]
@@ -196,6 +127,8 @@ class AlphaGRPOTrainer:
         torch.manual_seed(seed)
         if self.comm.rank == 0:
             write_resolved(self.config, self.run_dir)
+            layout = parallel.describe(model, self.strategy, self.sharded, self.comm.world_size)
+            (self.run_dir / "parallel.json").write_text(json.dumps(layout, indent=2) + "\n")
 
     def _post_config(self) -> PostprocessConfig:
         c, train, sample = self.config, self.config["train"], self.config["sample"]
@@ -427,11 +360,12 @@ class AlphaGRPOTrainer:
         for p in params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
-        self.comm.average_([p.grad for p in params])
+        # FSDP has averaged the sharded gradients already (reduce-scatter)
+        self.comm.average_([p.grad for p in params if not parallel.is_sharded(p.grad)])
         norm = torch.nn.utils.clip_grad_norm_(params, self.config["train"]["max_grad_norm"])
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return float(norm)
+        return float(parallel.full(norm))
 
     # ------------------------------------------------------------------ loop
 
@@ -440,7 +374,8 @@ class AlphaGRPOTrainer:
         timing = {"rollout": 0.0, "reward": 0.0, "backward": 0.0}
         start_all = time.perf_counter()
         with ThreadPoolExecutor(max_workers=1) as executor:
-            rolled = self._rollout(self.step, executor, timing)
+            with parallel.whole(self.sharded, self.strategy):
+                rolled = self._rollout(self.step, executor, timing)
             prepared = []
             totals = {"abstained": 0, "samples": 0, "skipped_batches": 0, "fpr_rectified": 0}
             rewards_seen, avg_seen, advantages = [], [], []
@@ -510,39 +445,68 @@ class AlphaGRPOTrainer:
         return self.run_dir / "checkpoints" / f"step_{self.step if step is None else step}"
 
     def save_checkpoint(self) -> Path:
-        """Adapter (PEFT layout, loadable by the `alphagrpo` generator) + everything exact resume needs."""
+        """Adapter (PEFT layout, loadable by the `alphagrpo` generator) + everything exact resume needs.
+
+        `trainer_state.pt` holds the whole LoRA and the run's state; with several processes each rank adds
+        `rank<r>.pt` (its RNG, and under FSDP its LoRA and optimizer shards)."""
         folder = self.checkpoint_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        lora = {n: parallel.full(v).clone() for n, v in self.model.lora_state().items()}  # all ranks
         if self.comm.rank == 0:
-            self.model.save_adapter(folder / "adapter")
-            torch.save(self._state(), folder / "trainer_state.pt")
+            self.model.save_adapter(folder / "adapter", state=lora)
+            torch.save(self._state(lora), folder / "trainer_state.pt")
+        if self.comm.world_size > 1:
+            torch.save(self._rank_state(), folder / f"rank{self.comm.rank}.pt")
         self.comm.barrier()
         return folder
 
-    def _state(self) -> dict[str, Any]:
+    def _state(self, lora: dict[str, torch.Tensor]) -> dict[str, Any]:
         return {
             "step": self.step,
-            "lora": self.model.lora_state(),
-            "optimizer": self.optimizer.state_dict(),
+            "processes": self.comm.world_size,
+            "lora": lora,
+            "optimizer": None if self.sharded else self.optimizer.state_dict(),
             "history": self.history,
             "abstained_total": self.abstained_total,
             "tracker_history": sorted(self.tracker.history_prompts),
-            "rng": {
-                "python": random.getstate(),
-                "numpy": np.random.get_state(),
-                "torch": torch.get_rng_state(),
-            },
+            "rng": _rng_state(),
         }
 
+    def _rank_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"rng": _rng_state()}
+        if self.sharded:
+            state["lora"] = {n: parallel.local(v).clone() for n, v in self.model.lora_state().items()}
+            state["optimizer"] = parallel.local_state(self.optimizer.state_dict())
+        return state
+
     def resume(self, folder: str | Path) -> None:
-        state = torch.load(Path(folder) / "trainer_state.pt", weights_only=False)
-        self.model.load_lora_state(state["lora"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        folder = Path(folder)
+        state = torch.load(folder / "trainer_state.pt", weights_only=False)
+        saved = state.get("processes", 1)
+        if saved != self.comm.world_size and (self.sharded or state["optimizer"] is None):
+            raise EvalkitError(f"{folder} was written by {saved} FSDP process(es); resume it with {saved}")
+        mine = folder / f"rank{self.comm.rank}.pt"
+        rank_state = torch.load(mine, weights_only=False) if mine.exists() else {"rng": state["rng"]}
+        if self.sharded:
+            if "optimizer" not in rank_state:
+                raise EvalkitError(f"{folder} holds no FSDP shards; resume it without fsdp.yaml")
+            self.model.load_lora_state(rank_state["lora"])
+            self.optimizer.load_state_dict(rank_state["optimizer"])
+            parallel.reshard_optimizer_state(self.optimizer)
+        else:
+            self.model.load_lora_state(state["lora"])
+            self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.history = state["step"], list(state["history"])
         self.abstained_total = state["abstained_total"]
         self.tracker.history_prompts = set(state["tracker_history"])
-        random.setstate(state["rng"]["python"])
-        np.random.set_state(state["rng"]["numpy"])
-        torch.set_rng_state(state["rng"]["torch"])
+        rng = rank_state["rng"]
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        torch.set_rng_state(rng["torch"])
+
+
+def _rng_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
 
 
 def _json_safe(value):
@@ -553,23 +517,3 @@ def _json_safe(value):
     if isinstance(value, list):
         return [_json_safe(v) for v in value]
     return value
-
-
-def read_prompts(path: str | Path) -> list[dict[str, Any]]:
-    """AlphaGRPO-format JSONL (one object with "prompt" and its questions per line) or one prompt a line."""
-    path = Path(path)
-    if not path.exists():
-        raise EvalkitError(f"no prompts file {path}")
-    lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    if path.suffix == ".jsonl":
-        out = []
-        for number, line in enumerate(lines, start=1):
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise EvalkitError(f"{path}:{number}: not JSON ({error.msg})") from None
-            if not isinstance(data, dict) or not isinstance(data.get("prompt"), str):
-                raise EvalkitError(f'{path}:{number}: a line needs a "prompt" string')
-            out.append(data)
-        return out
-    return [{"prompt": line.strip()} for line in lines]
