@@ -14,6 +14,7 @@ import typer
 from evalkit.cli import ablate, listing, report, run, train, view
 from evalkit.cli.data import data_app
 from evalkit.cli.dvreward import dvreward_app
+from evalkit.cli.judge import judge_app
 from evalkit.cli.plot import plot_app
 from evalkit.cli.weights import weights_app
 from evalkit.console import err
@@ -29,6 +30,7 @@ view.register(app)
 app.add_typer(plot_app, name="plot")
 app.add_typer(data_app, name="data")
 app.add_typer(dvreward_app, name="dvreward")
+app.add_typer(judge_app, name="judge")
 app.add_typer(weights_app, name="weights")
 ablate.register(app)
 train.register(app)
