@@ -162,7 +162,7 @@ def test_load_judge_rejects_unknown_and_incomplete_specs() -> None:
         load_judge("hf:")
     with pytest.raises(EvalkitError, match="--judge-url"):
         load_judge("azure:gpt-4o")
-    assert set(BACKENDS) == {"hf", "openai", "azure", "tiny"}
+    assert set(BACKENDS) == {"hf", "openai", "azure", "vllm", "sglang", "tiny"}
 
 
 def test_load_judge_hf_reports_missing_weights(tmp_path) -> None:
