@@ -70,6 +70,10 @@ def alphagrpo(
         str, typer.Option(help="intended, or official (the B x B outer-product text loss)")
     ] = "intended",
     resume: Annotated[Path | None, typer.Option(help="checkpoint folder to resume from")] = None,
+    mix_t2i_compat: Annotated[
+        str,
+        typer.Option(help="mix_t2i: intended, or official (init reward + think format)"),
+    ] = "intended",
     per_sample_seeds: Annotated[
         bool,
         typer.Option(help="each sample draws its own noise: the same numbers on any number of processes"),
@@ -91,6 +95,7 @@ def alphagrpo(
         text_loss_compat=text_loss_compat,
         resume=resume,
         per_sample_seeds=per_sample_seeds,
+        mix_t2i_compat=mix_t2i_compat,
     )
     last = history[-1] if history else {}
     print(

@@ -83,6 +83,7 @@ def train_alphagrpo(
     resume: str | Path | None = None,
     device: str | None = None,
     per_sample_seeds: bool = False,
+    mix_t2i_compat: str = "intended",
 ) -> tuple[Path, list[dict[str, Any]]]:
     """Train and return (final adapter folder, per-step metrics). Resumes from a checkpoint folder."""
     config = presets.resolve(preset, presets.parse_overrides(overrides))
@@ -96,6 +97,7 @@ def train_alphagrpo(
         text_loss_compat=text_loss_compat,
         judge=judge,
         per_sample_seeds=per_sample_seeds,
+        mix_t2i_compat=mix_t2i_compat,
     )
     world = int(os.environ.get("WORLD_SIZE", "1"))
     validate(config, options, world)

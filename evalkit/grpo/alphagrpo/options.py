@@ -14,7 +14,6 @@ from evalkit.errors import EvalkitError
 from evalkit.grpo.reward_mix import WeightedReward
 
 UNSUPPORTED = {
-    "train.mix_t2i_task": "mixing T2I rounds into SRR training",
     "train.recompute_log_prob": "recomputing old log-probs (AWM/NFT)",
     "train.ema": "EMA adapters",
     "train.isolate_image_text_reward": "isolated text rewards (AWM/NFT)",
@@ -29,6 +28,10 @@ class TrainerOptions:
     steps: int = 10  # optimizer steps (rounds)
     max_think_tokens: int = 1024  # official: at most 1024 think tokens
     text_loss_compat: str = "intended"  # "official" reproduces the B x B outer product
+    # mix_t2i: the refinement must beat its T2I image's image reward ("intended"); "official" compares with
+    # the T2I sample's total reward (image + think-format reward), which a well-formed think text puts out
+    # of reach of any refinement, so nearly every SRR round is skipped
+    mix_t2i_compat: str = "intended"
     save_every: int | None = None  # default: config save_freq
     judge: Any = None  # a Judge or judge spec for judge-based rewards (never defaulted)
     reward_options: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -43,8 +46,9 @@ def validate(config: Mapping[str, Any], options: TrainerOptions, world_size: int
     sample, train = config["sample"], config["train"]
     if train["task"] not in ("t2i", "reflect"):
         raise EvalkitError(f"train.task must be t2i or reflect, got '{train['task']}'")
+    if train["mix_t2i_task"] and train["task"] != "reflect":
+        raise EvalkitError("train.mix_t2i_task mixes T2I rounds into SRR training: it needs train.task=reflect")
     for key in (
-        "train.mix_t2i_task",
         "train.recompute_log_prob",
         "train.ema",
         "train.isolate_image_text_reward",
@@ -52,6 +56,15 @@ def validate(config: Mapping[str, Any], options: TrainerOptions, world_size: int
         section, name = key.split(".")
         if config[section][name]:
             raise EvalkitError(f"{key}=true ({UNSUPPORTED[key]}) is not implemented; use another preset")
+    # the reflective judge's score reaches the training only in RT2I rewards or the negative-think mask
+    # (isolated text rewards are refused above); in SRR it feeds the logged text_avg alone and is skipped
+    if "reflective_think_format" in config["text_reward_fn"] and (
+        train["task"] == "t2i" or train["mask_image_adv_w_negative_think_text"]
+    ):
+        raise EvalkitError(
+            "text_reward_fn reflective_think_format (an LLM judge of the think text) is not wired into the "
+            "trainer; pass --set 'text_reward_fn={think_tag_format: 1.0}'"
+        )
     if train.get("image_algorithm") not in (None, "grpo"):
         raise EvalkitError(
             f"train.image_algorithm '{train['image_algorithm']}' is not implemented (only GRPO)"
@@ -77,8 +90,9 @@ def validate(config: Mapping[str, Any], options: TrainerOptions, world_size: int
             raise EvalkitError(
                 f"reward {name} needs an explicit judge (--judge hf:MODEL, or openai:MODEL --judge-url URL)"
             )
-    if options.text_loss_compat not in ("intended", "official"):
-        raise EvalkitError("text_loss_compat must be 'intended' or 'official'")
+    for name in ("text_loss_compat", "mix_t2i_compat"):
+        if getattr(options, name) not in ("intended", "official"):
+            raise EvalkitError(f"{name} must be 'intended' or 'official'")
 
 
 def build_reward(config: Mapping[str, Any], options: TrainerOptions) -> WeightedReward:

@@ -146,7 +146,12 @@ class AlphaGRPOTrainer:
             think=bool(sample["think"]),
             think_text_weight=train["think_text_weight"],
             use_think_text_format_reward=train["use_think_text_format_reward"],
-            text_reward_fn=dict(c["text_reward_fn"]),
+            # SRR: the reflective judge only feeds the logged text_avg (see options.validate): not called
+            text_reward_fn={
+                k: v
+                for k, v in c["text_reward_fn"].items()
+                if not (train["task"] == "reflect" and k == "reflective_think_format")
+            },
             clamp_no_improve_reward=train["clamp_no_improve_reward"],
             think_text_format_reward_weight=train["think_text_format_reward_weight"],
             advantages=adv,
@@ -175,41 +180,83 @@ class AlphaGRPOTrainer:
     def _score(self, images, prompts, metadata) -> list[float | None]:
         return self.reward(images, prompts, metadata)[0]
 
+    def _inputs(self, step: int, index: int, stream: int):
+        """Loader batch `index` of round `step`: prompts, metadata, noise seeds (stream `stream`), window."""
+        records = self.loader_batch(step, index)
+        prompts = [r["prompt"] for r in records]
+        metadata = [{k: v for k, v in r.items() if k != "prompt"} for r in records]
+        seeds = SampleSeeds()
+        window_rng: Any = random
+        if self.options.per_sample_seeds:
+            seeds = self._sample_seeds(step, stream, len(prompts))
+            window_rng = random.Random(f"{self.config['seed']}/{step}/{stream}/window")
+        return prompts, metadata, seeds, draw_window(self.config, window_rng)
+
     def _rollout(self, step: int, executor: ThreadPoolExecutor, timing: dict[str, float]):
         """All rollout batches of a round; rewards are submitted as soon as a batch's images exist."""
-        task = self.config["train"]["task"]
+        train = self.config["train"]
+        if train["mix_t2i_task"]:
+            return self._rollout_mixed(step, executor, timing)
         out: list[tuple[RolloutBatch, Future]] = []
-        for index in range(self.config["train"]["gradient_accumulation_steps"]):
-            records = self.loader_batch(step, index)
-            prompts = [r["prompt"] for r in records]
-            metadata = [{k: v for k, v in r.items() if k != "prompt"} for r in records]
-            seeds = SampleSeeds()
-            window_rng: Any = random
-            if self.options.per_sample_seeds:
-                seeds = self._sample_seeds(step, index, len(prompts))
-                window_rng = random.Random(f"{self.config['seed']}/{step}/{index}/window")
-            window = draw_window(self.config, window_rng)
-            if task == "t2i":
-                start = time.perf_counter()
-                batch = rollout_t2i(
-                    self.model, prompts, metadata, self.config, window, self.options.max_think_tokens, seeds
-                )
+        for index in range(train["gradient_accumulation_steps"]):
+            prompts, metadata, seeds, window = self._inputs(step, index, index)
+            if train["task"] == "t2i":
+                out.append(self._t2i(prompts, metadata, seeds, window, executor, timing))
             else:
                 init = self._stage1(prompts, metadata, timing)  # books its own rollout and reward time
-                start = time.perf_counter()
-                batch = rollout_reflect(
-                    self.model,
-                    prompts,
-                    metadata,
-                    init,
-                    self.config,
-                    window,
-                    self.options.max_think_tokens,
-                    seeds,
-                )
-            timing["rollout"] += time.perf_counter() - start
-            out.append((batch, executor.submit(self._score, batch.images, prompts, metadata)))
+                out.append(self._reflect(prompts, metadata, init, seeds, window, executor, timing))
         return out
+
+    def _t2i(self, prompts, metadata, seeds, window, executor, timing) -> tuple[RolloutBatch, Future]:
+        start = time.perf_counter()
+        opts = self.options
+        batch = rollout_t2i(self.model, prompts, metadata, self.config, window, opts.max_think_tokens, seeds)
+        timing["rollout"] += time.perf_counter() - start
+        return batch, executor.submit(self._score, batch.images, prompts, metadata)
+
+    def _reflect(self, prompts, metadata, init, seeds, window, executor, timing):
+        start = time.perf_counter()
+        batch = rollout_reflect(
+            self.model, prompts, metadata, init, self.config, window, self.options.max_think_tokens, seeds
+        )
+        timing["rollout"] += time.perf_counter() - start
+        return batch, executor.submit(self._score, batch.images, prompts, metadata)
+
+    def _rollout_mixed(self, step: int, executor: ThreadPoolExecutor, timing: dict[str, float]):
+        """`mix_t2i_task` (official reflect.py): SRR stage 1 is an RT2I rollout that is trained itself.
+
+        Per loader batch: a T2I batch (think + SDE, the preset's window and steps), its rewards
+        post-processed as RT2I; then each prompt's lowest-reward T2I image over all ranks is refined by an
+        SRR batch. A round trains both: twice the batches (the config's accumulation count is doubled)."""
+        ga = self.config["train"]["gradient_accumulation_steps"]
+        t2i = [self._t2i(*self._inputs(step, i, i), executor, timing) for i in range(ga)]
+        out: list[tuple[RolloutBatch, Future]] = []
+        for index, (batch, future) in enumerate(t2i):
+            start = time.perf_counter()
+            post, stats = self._postprocess(batch, future.result())
+            batch.extra["post"] = (post, stats)
+            init = self._lowest_t2i(batch, post, stats)
+            timing["reward"] += time.perf_counter() - start
+            out.append((batch, future))
+            prompts, metadata, seeds, window = self._inputs(step, index, ga + index)
+            out.append(self._reflect(prompts, metadata, init, seeds, window, executor, timing))
+        return out
+
+    def _lowest_t2i(self, batch: RolloutBatch, post, stats) -> dict[str, tuple[Any, float | None]]:
+        """Each prompt's lowest-reward T2I image over all ranks (official `np.argmin`) and that reward."""
+        g_prompts, g_images = self.comm.gather(batch.prompts), self.comm.gather(batch.images)
+        scores: list[float | None] = [None] * len(g_prompts)
+        if post is not None:
+            key = "avg" if self.options.mix_t2i_compat == "official" else "ori_avg"
+            for j, i in enumerate(stats["valid"]):
+                scores[i] = post.rewards[key][j]
+        init: dict[str, tuple[Any, float | None]] = {}
+        for prompt in dict.fromkeys(g_prompts):
+            mine = [i for i, p in enumerate(g_prompts) if p == prompt]
+            known = [(scores[i], i) for i in mine if scores[i] is not None]
+            score, i = min(known) if known else (None, mine[0])
+            init[prompt] = (g_images[i], score)
+        return init
 
     def _sample_seeds(self, step: int, index: int, batch: int) -> SampleSeeds:
         first = self.comm.rank * batch
@@ -253,7 +300,7 @@ class AlphaGRPOTrainer:
         valid = [
             i for i, r in enumerate(g_rewards) if r is not None and (g_init is None or g_init[i] is not None)
         ]
-        stats = {"abstained": len(g_rewards) - len(valid), "samples": len(g_rewards)}
+        stats = {"abstained": len(g_rewards) - len(valid), "samples": len(g_rewards), "valid": valid}
         if not valid:
             return None, stats
         if batch.task == "t2i":
@@ -382,10 +429,12 @@ class AlphaGRPOTrainer:
             for batch, future in rolled:
                 start = time.perf_counter()
                 rewards = future.result()
-                post, stats = self._postprocess(batch, rewards)
+                done = batch.extra.pop("post", None)  # mix_t2i: post-processed before its SRR batch
+                post, stats = done if done is not None else self._postprocess(batch, rewards)
                 timing["reward"] += time.perf_counter() - start
                 totals["abstained"] += stats["abstained"]
                 totals["samples"] += stats["samples"]
+                totals[f"samples_{batch.task}"] = totals.get(f"samples_{batch.task}", 0) + stats["samples"]
                 totals["fpr_rectified"] += stats.get("fpr_rectified", 0)
                 advantages.extend(stats.get("advantages", []))
                 if "reward_mean" in stats:
@@ -410,7 +459,8 @@ class AlphaGRPOTrainer:
             self._image_backward(batch, adv, info)
         grad_norm = self._optimizer_step()
         # the objective this step minimised: sum of the scaled backward losses, averaged over ranks
-        loss = self.comm.mean(sum(info.pop("_loss", [])))
+        losses = info.pop("_loss", [])
+        loss = self.comm.mean(sum(losses))
         timing["backward"] += time.perf_counter() - start
         self.step += 1
         record = {
@@ -419,6 +469,7 @@ class AlphaGRPOTrainer:
             "reward_avg_mean": float(np.mean(avg_seen)) if avg_seen else math.nan,
             "grad_norm": grad_norm,
             "loss": loss,
+            "backward_calls": len(losses),  # = the accumulation count when no batch was skipped
             "advantages": advantages,
             **totals,
             "abstained_total": self.abstained_total,
