@@ -59,7 +59,9 @@ TINY = [
 ]
 
 
-def _train(tmp_path: Path, out: Path, nproc: int, config: str | None, *extra: str) -> list[dict]:
+def _train(
+    tmp_path: Path, out: Path, nproc: int, config: str | None, *extra: str, preset: str = "alphagrpo_t2iThink"
+) -> list[dict]:
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red cube\na cat\n")
     sets = [*TINY, f"num_gpus={nproc}", f"sample.train_batch_size={4 // nproc}"]
@@ -67,7 +69,7 @@ def _train(tmp_path: Path, out: Path, nproc: int, config: str | None, *extra: st
         "-m",
         "evalkit.grpo.alphagrpo.launch",
         "--preset",
-        "alphagrpo_t2iThink",
+        preset,
         "--prompts",
         str(prompts),
     ]
@@ -132,6 +134,16 @@ def test_accelerate_configs_train_like_one_process(tmp_path, single_run, config,
         again = _train(tmp_path, resumed, 2, config, "--resume", str(step1))
         _same_run(two[1:], again)
         _same_adapter(tmp_path / "run" / "final" / "adapter", resumed / "final" / "adapter")
+
+
+def test_mix_t2i_two_processes_match_one(tmp_path):
+    """mix_t2i picks each prompt's lowest T2I image over all ranks (images gathered): same numbers."""
+    mix = "alphagrpo_reflect_mix_t2i"
+    one = _train(tmp_path, tmp_path / "one", 1, None, preset=mix)
+    two = _train(tmp_path, tmp_path / "two", 2, "ddp.yaml", preset=mix)
+    _same_run(one, two)
+    assert [r["samples_edit"] for r in two] == [4, 4] and [r["samples_t2i"] for r in two] == [4, 4]
+    _same_adapter(tmp_path / "one" / "final" / "adapter", tmp_path / "two" / "final" / "adapter")
 
 
 def _launch_env(config: str) -> dict[str, str]:

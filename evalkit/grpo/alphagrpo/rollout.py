@@ -92,10 +92,12 @@ def draw_window(config: Mapping[str, Any], rng: random.Random) -> tuple[int, int
 
 @dataclass
 class SampleSeeds:
-    """Per-sample generators (think text, image noise); None fields use the global RNG (official)."""
+    """Per-sample generators (think text, image noise, SRR input-image VAE posterior); None fields use the
+    global RNG (official)."""
 
     think: list[torch.Generator] | None = None
     image: list[torch.Generator] | None = None
+    posterior: list[torch.Generator] | None = None
 
 
 def _noise(model: TrainableBagel, grid: Sequence[tuple[int, int]], generators=None) -> torch.Tensor:
@@ -217,8 +219,9 @@ def rollout_reflect(
     sample = config["sample"]
     images = [init[p][0] for p in prompts]
     reflection = [REFLECTION_PROMPT.format(p) for p in prompts]
-    contexts, sizes = model.edit_contexts(images, reflection, think=True)
-    texts, old_lp, lens = _think(model, contexts, sample, max_think_tokens, seeds or SampleSeeds())
+    seeds = seeds or SampleSeeds()
+    contexts, sizes = model.edit_contexts(images, reflection, think=True, generators=seeds.posterior)
+    texts, old_lp, lens = _think(model, contexts, sample, max_think_tokens, seeds)
     image_contexts = model.append_think(contexts, texts)
     grid = [model.latent_grid(h, w) for h, w in sizes]
     cfg = edit_cfg(sample)

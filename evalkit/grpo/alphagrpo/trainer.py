@@ -265,7 +265,7 @@ class AlphaGRPOTrainer:
             keys = [f"{self.config['seed']}/{step}/{index}/{first + i}/{kind}" for i in range(batch)]
             return [torch.Generator().manual_seed(zlib.crc32(k.encode())) for k in keys]
 
-        return SampleSeeds(think=gens("think"), image=gens("image"))
+        return SampleSeeds(think=gens("think"), image=gens("image"), posterior=gens("posterior"))
 
     def _stage1(self, prompts, metadata, timing) -> dict[str, tuple[Any, float | None]]:
         """SRR stage 1: ODE images per unique prompt, scored; the lowest-reward one is refined."""
