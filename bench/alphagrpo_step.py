@@ -3,8 +3,8 @@
 One step = one round of the trainer: rollout (think sampling + SDE image path, or SRR stage 1 + stage 2),
 reward (brightness, instant, so the share is the post-processing), and the replay (text and window-step
 backwards, optimizer step). Each configuration runs in a fresh subprocess so peak memory is its own: CUDA
-peak allocated on GPU, peak RSS growth over the loaded model on CPU. Random weights: only costs mean
-anything.
+peak allocated on GPU (model included), peak RSS growth over the loaded model on CPU (what the steps add).
+Random weights: only costs mean anything.
 
     python bench/alphagrpo_step.py                          # tiny and small shapes, both tasks, this machine
     python bench/alphagrpo_step.py --shapes 7b --device cuda  # BAGEL-7B-MoT shapes (needs ~40 GB GPU memory)
@@ -96,11 +96,13 @@ def worker(shape: str, task: str, steps: int, device: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         options = TrainerOptions(run_dir=Path(tmp), steps=steps + 1, max_think_tokens=32, save_every=10**9)
         trainer = AlphaGRPOTrainer(trainable, config, [{"prompt": "a red cube on a blue table"}], options)
+        # CPU: the high-water mark only rises, so the baseline is taken before the first step (model
+        # loaded, nothing run); the peak is what the steps add on top of the model
+        baseline_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         trainer.train_step()  # warm-up
         if device.startswith("cuda"):
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-        baseline_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         records = []
         for _ in range(steps):
             start = time.perf_counter()
