@@ -115,12 +115,14 @@ class TinySGLang:
 
     hf: Any
     prompts: list[str] = field(default_factory=list)
+    image_data: list[Any] = field(default_factory=list)
 
     def generate(
         self, prompt, image_data=None, sampling_params=None, return_logprob=False, top_logprobs_num=None
     ):
         import torch
 
+        self.image_data.append(image_data)
         single = isinstance(prompt, str)
         prompts = [prompt] if single else list(prompt)
         n = len(prompts)

@@ -41,10 +41,20 @@ _CHAT_DECODING_KEYS = ("temperature", "max_tokens", "top_p", "seed")
 
 
 def require_engine(backend: str) -> None:
-    """Refuse an engine judge whose package is not installed (found without importing it)."""
+    """Refuse an engine judge whose package is not installed (found without importing it), and one per
+    process under a launcher: every rank would load its own copy of the judge onto the same GPUs."""
+    import os
+
     from evalkit.errors import EvalkitError
 
     package = ENGINE_PACKAGES[backend]
+    world = os.environ.get("WORLD_SIZE", "1")
+    if world.isdigit() and int(world) > 1:
+        raise EvalkitError(
+            f"{backend}: judges run one engine in each process, and this is one of {world} processes "
+            f"(WORLD_SIZE): start one server with `evalkit judge serve --backend {backend} MODEL` and pass "
+            "--judge openai:MODEL --judge-url URL to every rank"
+        )
     if importlib.util.find_spec(package) is None:
         raise EvalkitError(
             f"{backend}: judges run the {package} engine in this process, but {package} is not installed: "
@@ -290,7 +300,7 @@ class SGLangEngine:
         wanted = [engine_io.requested_top_logprobs(request) for request in requests]
         outputs = self.engine.generate(
             prompt=[prompt for prompt, _ in inputs],
-            image_data=[images or None for _, images in inputs],
+            image_data=[images or None for _, images in inputs] if any(i for _, i in inputs) else None,
             sampling_params=[engine_io.sglang_sampling(request) for request in requests],
             return_logprob=[k is not None for k in wanted],
             top_logprobs_num=[k or 0 for k in wanted],

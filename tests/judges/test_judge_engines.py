@@ -246,6 +246,9 @@ def test_sglang_judge_renders_the_same_prompt_as_the_local_judge(tiny_judge) -> 
     expected = [tiny_judge.p_yes_full_forward(IMAGE, question) for question in QUESTIONS]
     assert [answer.p_yes for answer in answers] == pytest.approx(expected, abs=1e-6)
     assert len(engine.prompts) == len(QUESTIONS) and all("<|image_pad|>" in p for p in engine.prompts)
+    text_only = {"messages": [{"role": "user", "content": "Say yes."}], "max_tokens": 1, "temperature": 0.0}
+    reply = judge.chat_completion(**text_only)  # no image anywhere: image_data is None, not [None]
+    assert engine.image_data[-1] is None and reply["choices"][0]["logprobs"] is None
 
 
 @pytest.mark.slow
@@ -350,6 +353,10 @@ def test_missing_engine_package_is_one_line_before_any_model_loads(backend, monk
         load_judge("vllm:x/y", tensor_paralel_size=2)
     with pytest.raises(EvalkitError, match=f"--judge-url is for openai:/azure: judges; {backend}:"):
         check_judge(f"{backend}:x/y", url="http://127.0.0.1:1/v1")
+    monkeypatch.setenv("WORLD_SIZE", "8")  # under torchrun: one server for all ranks instead
+    with pytest.raises(EvalkitError, match="one of 8 processes") as info:
+        check_judge(f"{backend}:x/y")
+    assert f"evalkit judge serve --backend {backend}" in one_line(info.value)
 
 
 def test_engine_backends_are_listed() -> None:
