@@ -139,6 +139,18 @@ class GRPOConfig:
             self.sde_window_range = tuple(self.sde_window_range)
         if self.sde_window_size < 0 or self.sde_window_size >= self.num_steps:
             raise ValueError("sde_window_size must be in [0, num_steps)")
+        per_step = self.train_batch_size * self.gradient_accumulation_steps
+        if min(self.sample_batch_size, self.num_batches_per_epoch, per_step) < 1:
+            raise ValueError(
+                "sample_batch_size, num_batches_per_epoch, train_batch_size and "
+                "gradient_accumulation_steps must be at least 1"
+            )
+        if (self.sample_batch_size * self.num_batches_per_epoch) % per_step:
+            raise ValueError(
+                f"sample_batch_size x num_batches_per_epoch = {self.sample_batch_size * self.num_batches_per_epoch} "
+                f"rollouts per process must be a multiple of train_batch_size x gradient_accumulation_steps = "
+                f"{per_step}, so every optimiser step sees the same number of minibatches ({_accumulation_hint(self)})"
+            )
 
     @property
     def window_range(self) -> tuple[int, int]:
@@ -188,3 +200,16 @@ def _parse(kind: type, name: str, value: Any) -> Any:
         return kind(value)
     except ValueError:
         raise ValueError(f"{name} must be {'a number' if kind is float else 'an integer'}, got {value!r}") from None
+
+
+def _accumulation_hint(config: GRPOConfig) -> str:
+    rollouts = config.sample_batch_size * config.num_batches_per_epoch
+    if rollouts % config.train_batch_size:
+        return f"e.g. train_batch_size={config.sample_batch_size}"
+    minibatches = rollouts // config.train_batch_size
+    best = max(
+        d
+        for d in range(1, minibatches + 1)
+        if minibatches % d == 0 and d <= config.gradient_accumulation_steps
+    )
+    return f"e.g. gradient_accumulation_steps={best}"

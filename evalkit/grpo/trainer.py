@@ -25,8 +25,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from evalkit.grpo import checkpoint
 from evalkit.grpo.advantages import PerPromptStatTracker, batch_advantages, informative_mask
 from evalkit.grpo.config import GRPOConfig
+from evalkit.grpo.distributed import (
+    accumulation_steps,
+    build_accelerator,
+    check_accumulation,
+    configure_backend,
+    reduce_metrics,
+)
 from evalkit.grpo.ema import LoRAEMA
 from evalkit.grpo.loss import clipped_policy_loss, gaussian_mean_kl
 from evalkit.grpo.reward_mix import WeightedReward
@@ -41,9 +49,6 @@ from evalkit.grpo.rollout import (
 )
 from evalkit.grpo.sde import sde_step_with_logprob
 from evalkit.rewards.base import Scorer
-
-STATE_FILE = "trainer_state.pt"
-LORA_DIR = "lora"
 
 
 def _generator(*key: int) -> torch.Generator:
@@ -89,8 +94,6 @@ class GRPOTrainer:
         accelerator=None,
         eval_prompts: Sequence[str | Mapping[str, Any]] | None = None,
     ):
-        from accelerate import Accelerator
-
         self.config = config
         self.pipeline = pipeline
         self.prompts = [_split_prompt(p) for p in prompts]
@@ -102,7 +105,8 @@ class GRPOTrainer:
             check = getattr(scorer, "check_prompts", None)
             if check is not None:
                 check(self.prompts)
-        self.accelerator = accelerator or Accelerator(mixed_precision=config.mixed_precision)
+        self.accelerator = accelerator or build_accelerator(config)
+        check_accumulation(self.accelerator, config)
         self.output_dir = Path(config.output_dir)
         self.epoch = 0  # number of finished epochs
         self.global_step = 0  # number of optimiser steps
@@ -158,7 +162,9 @@ class GRPOTrainer:
             weight_decay=cfg.adam_weight_decay,
             eps=cfg.adam_epsilon,
         )
+        configure_backend(acc, cfg)
         self.transformer, self.optimizer = acc.prepare(transformer, optimizer)
+        check_accumulation(acc, cfg)  # DeepSpeed's own config may have replaced the value in `prepare`
         self.ema = (
             LoRAEMA(self.lora_parameters(), cfg.ema_decay, cfg.ema_update_interval) if cfg.ema else None
         )
@@ -335,7 +341,8 @@ class GRPOTrainer:
         return advantages[first : first + n_local], stats
 
     def training_indices(self, advantages_all_local: np.ndarray, epoch: int) -> np.ndarray:
-        """Local sample indices to train on: informative ones, topped up so every process runs equally."""
+        """Local sample indices to train on: informative ones, topped up (as train_sd3.py does) so every process
+        runs the same whole number of optimiser steps."""
         cfg = self.config
         keep = (
             informative_mask(advantages_all_local)
@@ -346,7 +353,8 @@ class GRPOTrainer:
         target = int(counts.max().item())
         if target == 0:
             return np.zeros(0, dtype=np.int64)
-        target = min(len(keep), math.ceil(target / cfg.train_batch_size) * cfg.train_batch_size)
+        per_step = cfg.train_batch_size * cfg.gradient_accumulation_steps  # len(keep) is a multiple (config)
+        target = min(len(keep), math.ceil(target / per_step) * per_step)
         kept = np.flatnonzero(keep)
         dropped = np.flatnonzero(~keep)
         rng = np.random.default_rng([cfg.seed, epoch, 2, self.accelerator.process_index])
@@ -372,46 +380,42 @@ class GRPOTrainer:
         )
 
     def optimize(self, rollouts: dict[str, Any], advantages: np.ndarray, epoch: int) -> dict[str, float]:
+        """The clipped GRPO update on this epoch's rollouts: one backward per (minibatch, trained step) inside
+        `accelerator.accumulate`, one optimiser step per `gradient_accumulation_steps` minibatches."""
         cfg, acc = self.config, self.accelerator
         indices = self.training_indices(advantages, epoch)
         metrics: dict[str, list[float]] = {
             k: [] for k in ("policy_loss", "kl", "approx_kl", "clipfrac", "ratio")
         }
-        out: dict[str, float] = {"trained_samples": float(len(indices))}
+        out: dict[str, float] = {"trained_samples": float(len(indices) * acc.num_processes)}
         if len(indices) == 0:
             return out
         adv = torch.as_tensor(advantages, dtype=torch.float32, device=acc.device)
         n_steps = rollouts["latents"].shape[1]
-        micro_per_update = cfg.gradient_accumulation_steps * n_steps
+        if n_steps * cfg.gradient_accumulation_steps != accumulation_steps(cfg):
+            raise RuntimeError(f"rollouts store {n_steps} steps, the config trains {cfg.num_train_timesteps}")
         params = self.lora_parameters()
         self.transformer.train()
-        micro = 0
-        first_ratio_dev = None
+        first_ratio_dev = math.nan
         for inner in range(cfg.num_inner_epochs):
             perm = torch.randperm(len(indices), generator=_generator(cfg.seed, epoch, 3, inner)).numpy()
             order = torch.as_tensor(indices[perm], device=acc.device)
-            minibatches = order.split(cfg.train_batch_size)
-            for mb_index, mb in enumerate(minibatches):
+            for mb_index, mb in enumerate(order.split(cfg.train_batch_size)):
                 embeds = rollouts["embeds"].select(mb)
+                a = torch.clamp(adv[mb], -cfg.adv_clip_max, cfg.adv_clip_max)
                 for j in range(n_steps):
                     latents = rollouts["latents"][mb, j]
                     next_latents = rollouts["next_latents"][mb, j]
                     timesteps = rollouts["timesteps"][mb, j]
                     old_log_prob = rollouts["log_probs"][mb, j]
-                    sync = (micro + 1) % micro_per_update == 0 or (
-                        inner == cfg.num_inner_epochs - 1
-                        and mb_index == len(minibatches) - 1
-                        and j == n_steps - 1
-                    )
                     ref_mean = None
                     if cfg.beta > 0:
                         with torch.no_grad(), self.reference_model() as ref:
                             ref_mean = self.step_log_prob(
                                 ref, latents, next_latents, timesteps, embeds
                             ).prev_sample_mean
-                    with nullcontext() if sync else acc.no_sync(self.transformer):
+                    with acc.accumulate(self.transformer):
                         step = self.step_log_prob(self.transformer, latents, next_latents, timesteps, embeds)
-                        a = torch.clamp(adv[mb], -cfg.adv_clip_max, cfg.adv_clip_max)
                         policy_loss, ratio = clipped_policy_loss(
                             step.log_prob, old_log_prob, a, cfg.clip_range
                         )
@@ -420,26 +424,28 @@ class GRPOTrainer:
                             kl = gaussian_mean_kl(step.prev_sample_mean, ref_mean, step.std_dev_t).mean()
                             loss = loss + cfg.beta * kl
                             metrics["kl"].append(kl.item())
-                        acc.backward(loss / micro_per_update)
-                    micro += 1
+                        acc.backward(loss)  # divided by accumulation_steps(cfg) (accelerate or DeepSpeed)
+                        if acc.sync_gradients:
+                            acc.clip_grad_norm_(params, cfg.max_grad_norm)
+                        self.optimizer.step()  # a no-op until the accumulation boundary
+                        self.optimizer.zero_grad(set_to_none=True)
+                    if acc.sync_gradients:
+                        self._after_optimizer_step(params)
                     if inner == 0 and mb_index == 0:
-                        dev = (ratio.detach() - 1).abs().max().item()
-                        first_ratio_dev = dev if first_ratio_dev is None else max(first_ratio_dev, dev)
+                        first_ratio_dev = np.nanmax(
+                            [first_ratio_dev, (ratio.detach() - 1).abs().max().item()]
+                        )
                     metrics["policy_loss"].append(policy_loss.item())
                     metrics["approx_kl"].append(0.5 * ((step.log_prob - old_log_prob) ** 2).mean().item())
                     metrics["clipfrac"].append(((ratio - 1).abs() > cfg.clip_range).float().mean().item())
                     metrics["ratio"].append(ratio.mean().item())
-                    if sync:
-                        self._optimizer_step(params)
-        out.update({k: float(np.mean(v)) for k, v in metrics.items() if v})
-        out["first_minibatch_ratio_max_dev"] = float(first_ratio_dev)
+        if not acc.sync_gradients:
+            raise RuntimeError("the epoch ended inside a gradient accumulation window")
+        means = {k: float(np.mean(v)) if v else math.nan for k, v in metrics.items()}
+        out.update(reduce_metrics(acc, means, {"first_minibatch_ratio_max_dev": float(first_ratio_dev)}))
         return out
 
-    def _optimizer_step(self, params: list[torch.nn.Parameter]) -> None:
-        if self.accelerator.sync_gradients:
-            self.accelerator.clip_grad_norm_(params, self.config.max_grad_norm)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+    def _after_optimizer_step(self, params: list[torch.nn.Parameter]) -> None:
         if self.ema is not None:
             self.ema.step(params, self.global_step)
         self.global_step += 1
@@ -483,7 +489,7 @@ class GRPOTrainer:
         """Train until `num_epochs` epochs are done (resuming first if `config.resume_from` is set)."""
         cfg = self.config
         if cfg.resume_from and self.epoch == 0:
-            self.load_checkpoint(self._resolve_resume(cfg.resume_from))
+            self.load_checkpoint(checkpoint.resolve_resume(self.output_dir, cfg.resume_from))
         total = num_epochs if num_epochs is not None else cfg.num_epochs
         while self.epoch < total:
             record = self.train_epoch()
@@ -502,72 +508,18 @@ class GRPOTrainer:
     # --------------------------------------------------------------------------------- checkpoints
 
     def lora_state_dict(self, use_ema: bool = True) -> dict[str, torch.Tensor]:
-        """LoRA weights in diffusers' transformer LoRA layout (EMA weights when kept and asked for)."""
-        from peft.utils import get_peft_model_state_dict
-
-        params = self.lora_parameters()
-        context = self.ema.applied(params) if (use_ema and self.ema is not None) else nullcontext()
-        with context:
-            state = get_peft_model_state_dict(self.unwrapped)
-            return {k: v.detach().cpu().clone() for k, v in state.items()}
+        """LoRA weights in diffusers' layout (EMA weights when kept and asked for); call on every process."""
+        return checkpoint.lora_state_dict(self, use_ema)
 
     def save_lora(self, folder: str | Path, use_ema: bool = True) -> Path:
-        """Save a LoRA that `StableDiffusion3Pipeline.load_lora_weights(folder)` loads."""
-        from diffusers import StableDiffusion3Pipeline
-
-        folder = Path(folder)
-        if self.accelerator.is_main_process:
-            StableDiffusion3Pipeline.save_lora_weights(
-                folder, transformer_lora_layers=self.lora_state_dict(use_ema)
-            )
-        return folder
+        """Save a LoRA that `StableDiffusion3Pipeline.load_lora_weights(folder)` loads (every process calls)."""
+        return checkpoint.save_lora(self, folder, use_ema)
 
     def save_checkpoint(self, folder: str | Path | None = None) -> Path:
-        """Checkpoint = LoRA (EMA) for inference + raw LoRA, optimiser and EMA state for resuming."""
-        folder = Path(folder) if folder else self.output_dir / "checkpoints" / f"checkpoint-{self.epoch}"
-        acc = self.accelerator
-        acc.wait_for_everyone()
-        if acc.is_main_process:
-            folder.mkdir(parents=True, exist_ok=True)
-            self.save_lora(folder / LORA_DIR)
-            state = {
-                "epoch": self.epoch,
-                "global_step": self.global_step,
-                "lora": {
-                    n: p.detach().cpu().clone()
-                    for n, p in zip(self.lora_names, self.lora_parameters(), strict=True)
-                },
-                "optimizer": self.optimizer.state_dict(),
-                "ema": self.ema.state_dict() if self.ema is not None else None,
-                "config": self.config.to_dict(),
-            }
-            tmp = folder / (STATE_FILE + ".tmp")
-            torch.save(state, tmp)
-            tmp.replace(folder / STATE_FILE)
-        acc.wait_for_everyone()
-        return folder
+        return checkpoint.save_checkpoint(self, folder)
 
     def load_checkpoint(self, folder: str | Path) -> None:
-        state = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
-        with torch.no_grad():
-            for name, param in zip(self.lora_names, self.lora_parameters(), strict=True):
-                param.copy_(state["lora"][name].to(param.device, param.dtype))
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.ema is not None and state["ema"] is not None:
-            self.ema.load_state_dict(state["ema"])
-            self.ema.shadow = [s.to(self.accelerator.device) for s in self.ema.shadow]
-        self.epoch = state["epoch"]
-        self.global_step = state["global_step"]
-
-    def _resolve_resume(self, resume_from: str) -> Path:
-        if resume_from != "latest":
-            return Path(resume_from)
-        found = sorted(
-            (self.output_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])
-        )
-        if not found:
-            raise FileNotFoundError(f"no checkpoint under {self.output_dir / 'checkpoints'}")
-        return found[-1]
+        checkpoint.load_checkpoint(self, folder)
 
     # -------------------------------------------------------------------------------------- evaluation
 

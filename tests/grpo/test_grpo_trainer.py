@@ -261,7 +261,7 @@ def test_train_command_trains_and_saves(tmp_path, cli):
     prompts.write_text("a photo of a cat\na red car\n\n")
     overrides = dict(
         output_dir=tmp_path / "run", num_epochs=1, resolution=64, mixed_precision="no", num_steps=3, group_size=4,
-        sample_batch_size=4, train_batch_size=4, num_batches_per_epoch=1, lora_rank=4, lora_alpha=8,
+        sample_batch_size=4, train_batch_size=4, num_batches_per_epoch=1, gradient_accumulation_steps=1, lora_rank=4, lora_alpha=8,
         lora_target_modules="[to_q, to_k]", max_sequence_length=16, save_freq=1,
     )  # fmt: skip
     argv = ["--model", "tiny-sd3", "--prompts", str(prompts), "--reward", "brightness=2"]
