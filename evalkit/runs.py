@@ -10,6 +10,7 @@ runs/<protocol id>/<model>-<config hash>/
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -19,6 +20,7 @@ import re
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -268,12 +270,19 @@ def versions() -> dict[str, str | None]:
 
 
 def provenance() -> dict[str, Any]:
-    return {
+    """Who wrote: versions, git sha, host, time, and the rank and world size of a sharded run."""
+    entry: dict[str, Any] = {
         "versions": versions(),
         "git_sha": _git_sha(),
         "host": socket.gethostname(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    world = os.environ.get("WORLD_SIZE", "").strip()
+    if world.isdigit() and int(world) > 1:
+        entry["world_size"] = int(world)
+        rank = os.environ.get("RANK", "").strip()
+        entry["rank"] = int(rank) if rank.isdigit() else rank
+    return entry
 
 
 class Run:
@@ -299,7 +308,27 @@ class Run:
         return read_json_file(self.info_path, "run.json")
 
     def write_info(self, info: dict[str, Any]) -> None:
-        """Create or update run.json; generation settings may never change under an existing run."""
+        """Create or update run.json; generation settings may never change under an existing run.
+
+        The read-modify-write holds a lock, so ranks writing side by side lose none of each other's keys.
+        """
+        with self._info_lock():
+            self._write_info(info)
+
+    @contextlib.contextmanager
+    def _info_lock(self) -> Iterator[None]:
+        import fcntl
+
+        folder = self.root / ".lock"
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / "info", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing drops the flock
+
+    def _write_info(self, info: dict[str, Any]) -> None:
         if self.info_path.exists():
             old = read_json_file(self.info_path, "run.json")
             if "generation" in info and old.get("generation") != info["generation"]:

@@ -115,7 +115,9 @@ def load(
     """
     folder = Path(path).expanduser()
     _check_folder(folder)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    from evalkit.devices import resolve_device
+
+    device = resolve_device(device)
     torch_dtype = _resolve_dtype(dtype, device)
     cfg = read_config(folder, vae_transform, vit_transform, vit_min_size)
     main_device = "cuda:0" if device == "auto" else device

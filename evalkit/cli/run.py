@@ -52,7 +52,10 @@ def score_options(detector: str | None, score_option: list[str] | None) -> dict[
 
 
 def print_result(result) -> None:
-    """The run's row as a Markdown table, or the merge hint on one rank of a sharded run."""
+    """The run's row as a Markdown table (rank 0 of a torchrun job), or the merge hint on one rank of
+    shards started one by one."""
+    if result.rank != 0 and result.world_size > 1 and result.summary is not None:
+        return  # rank 0 prints the job's table
     if result.summary is None:
         err.print(f"this rank is done; after all ranks finish run: evalkit merge {result.run_dir}")
         return

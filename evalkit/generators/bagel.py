@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,14 +120,6 @@ def _coerce(value: Any) -> Any:
     if isinstance(value, str):
         value = yaml.safe_load(value)
     return tuple(value) if isinstance(value, list) else value
-
-
-def _default_device() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-    return "cpu"
 
 
 class BagelGenerator(Generator):
@@ -304,7 +295,9 @@ def build(spec: ModelSpec) -> BagelGenerator:
     base = _base_folder(spec, options)
     adapter = _adapter_folder(spec, options, variant) if spec.name == "alphagrpo" else None
     vit_min = options.get("vit_min_size", ALPHAGRPO_VIT_MIN_SIZE if spec.name == "alphagrpo" else None)
-    device = spec.device or _default_device()
+    from evalkit.devices import resolve_device
+
+    device = resolve_device(spec.device)
     pipe = bagel.load(base, dtype=spec.dtype, device=device, vit_min_size=vit_min)
     provenance: dict[str, Any] = {"base": str(base)}
     if adapter is not None:

@@ -72,14 +72,6 @@ THINK_ERROR = (
 )
 
 
-def default_device() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-    return "cpu"
-
-
 def _dtype(name: str | None, device: str):
     import torch
 
@@ -292,7 +284,9 @@ def build(spec: ModelSpec) -> DiffusersGenerator:
         from diffusers.utils import logging as diffusers_logging
 
         diffusers_logging.disable_progress_bar()
-    device = spec.device or default_device()
+    from evalkit.devices import resolve_device
+
+    device = resolve_device(spec.device)
     dtype = _dtype(spec.dtype, device)
     options = dict(spec.options)
     batch_size = int(options.pop("batch_size", 4))

@@ -168,11 +168,11 @@ class HFJudge:
         source = name_or_path
         local_path = resolve_hub(name_or_path, allow_download=allow_download, what="judge")
 
-        import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        from evalkit.devices import resolve_device
+
+        device = resolve_device(device)  # cuda:$LOCAL_RANK under torchrun, not every rank on GPU 0
         load_kwargs: dict[str, Any] = {"dtype": dtype, "local_files_only": True}
         if attn_implementation:
             load_kwargs["attn_implementation"] = attn_implementation

@@ -183,7 +183,9 @@ class HPSv3Scorer:
         base = resolve_hub(base, allow_download=allow_download, what="HPSv3 base model")
         from transformers import AutoProcessor
 
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        from evalkit.devices import resolve_device
+
+        self.device = torch.device(resolve_device(device))
         dtype = dtype or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
         self.processor = AutoProcessor.from_pretrained(str(base), padding_side="right", local_files_only=True)
         self.processor.tokenizer.add_special_tokens({"additional_special_tokens": [REWARD_TOKEN]})

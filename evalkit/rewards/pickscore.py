@@ -57,7 +57,9 @@ class PickScoreScorer:
         )
         from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        from evalkit.devices import resolve_device
+
+        self.device = torch.device(resolve_device(device))
         dtype = dtype or (torch.float16 if self.device.type == "cuda" else torch.float32)
         self.image_processor = AutoImageProcessor.from_pretrained(
             str(processor_path), backend="pil", local_files_only=True

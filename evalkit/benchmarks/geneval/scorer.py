@@ -93,9 +93,9 @@ def build_geneval_scorer(
     """`mmdet` = the official Mask2Former Swin-S + CLIP ViT-L/14; `tiny` = random toy versions (tests)."""
     from evalkit.detection.color import ClipColorClassifier
     from evalkit.detection.mmdet import MMDetDetector
-    from evalkit.generators.diffusers_t2i import default_device
+    from evalkit.devices import resolve_device
 
-    device = device or default_device()
+    device = resolve_device(device)
     classnames = load_object_names(data_dir)
     if detector == "tiny":
         from evalkit.testing.detection import tiny_clip, tiny_mask2former_checkpoint, tiny_mask2former_config

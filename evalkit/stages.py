@@ -1,0 +1,228 @@
+"""The stages `evalkit.evaluate` runs on a run folder: generate -> (SRR refine) -> score -> summarize.
+
+Each stage loads its model, refiner, judge or scorer only when it has work left, so a finished run loads
+nothing; `beat` is called after every batch (a distributed run's progress signal, see
+`evalkit.distributed`), `show_progress` draws a progress bar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evalkit.console import err
+from evalkit.console import progress as progress_bar
+from evalkit.errors import EvalkitError
+
+RESCORE_ALONE = (
+    "--rescore runs in one process: start it without torchrun and unset RANK/WORLD_SIZE "
+    "(a sharded run is merged first)"
+)
+
+
+@dataclass
+class JudgeChoice:
+    """A judge named by spec (hf:<id>, openai:<model>, tiny, ...); loaded only when scoring has work."""
+
+    spec: str | None = None
+    url: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    allow_download: bool = False  # hf: judges only; never part of config() (it does not change replies)
+
+    def config(self) -> dict[str, Any] | None:
+        """What keys the records: the judge spec, server (without credentials) and decoding options."""
+        if not self.spec:
+            return None
+        from evalkit.judges.openai_http import public_url
+
+        return {"spec": self.spec, "url": public_url(self.url), **self.options}
+
+    def load(self, run_root: Path):
+        from evalkit.judges import load_judge
+
+        extra = {"allow_download": True} if self.allow_download else {}
+        return load_judge(
+            self.spec, url=self.url, cache_path=run_root / "judge_cache.sqlite", **self.options, **extra
+        )
+
+
+@dataclass
+class SRROptions:
+    """Self-reflective refinement after generation (models that can refine, e.g. BAGEL).
+
+    gate: `all` refines every image, `self` when the DVReward `judge` (else the model's own check) is below
+    `threshold`, `oracle` only images the benchmark's scorer marks wrong.
+    """
+
+    rounds: int
+    gate: str = "all"
+    threshold: float = 0.5
+    judge: str | None = None  # self gate: DVReward judge spec
+    judge_url: str | None = None
+    questions: Path | None = None  # self gate: DVReward questions JSONL
+
+    def __post_init__(self) -> None:
+        from evalkit.srr import SRRSettings
+
+        if self.rounds > 0:
+            SRRSettings(self.rounds, self.gate, self.threshold)  # refuses an unknown gate or bad threshold
+
+    def config(self) -> dict[str, Any] | None:
+        """The "srr" entry of the run's generation config (None without SRR): changes the run folder's
+        hash, and the report labels rows with K and the gate from it."""
+        if self.rounds <= 0:
+            return None
+        config: dict[str, Any] = {"rounds": self.rounds, "gate": self.gate}
+        if self.gate == "self":
+            config.update(
+                threshold=float(self.threshold),
+                signal="dvreward" if self.judge else "self_check",
+                judge=self.judge,
+                questions=str(self.questions) if self.questions else None,
+            )
+        return config
+
+
+Beat = Callable[[], None]
+
+
+def _no_beat() -> None:
+    pass
+
+
+def _bar(show: bool, description: str, total: int, beat: Beat = _no_beat):
+    """(context, advance): a progress bar (or nothing) whose advance also beats."""
+    import contextlib
+
+    bar, advance = progress_bar(description, total) if show else (contextlib.nullcontext(), None)
+
+    def step(n: int) -> None:
+        if advance is not None:
+            advance(n)
+        beat()
+
+    return bar, step
+
+
+def checked_scorer_config(bench, score_options: dict[str, Any]) -> dict[str, Any]:
+    """The scorer config; a bad --score-option value is one line instead of a traceback."""
+    try:
+        return bench.scorer_config(**score_options)
+    except EvalkitError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise EvalkitError(f"bad --score-option for {bench.name}: {e}") from None
+
+
+def generate_stage(run, bench, samples, make_generator, *, seed: int, batch_size: int, show_progress=True,
+                   beat: Beat = _no_beat):  # fmt: skip
+    """Make missing images; returns the loaded generator (None when nothing was missing)."""
+    from evalkit import pipeline
+
+    todo = pipeline.pending_images(run, bench, samples)
+    if not todo:
+        pipeline.write_derived_images(run, bench, samples)
+        if show_progress:
+            err.print(f"[dim]generate: all {len(samples) * bench.images_per_sample} images present[/dim]")
+        return None
+    beat()
+    generator = make_generator()  # load before the progress bar
+    beat()
+    run.write_info({"generator": generator.config()})
+    bar, advance = _bar(show_progress, "generate", len(todo), beat)
+    with bar:
+        pipeline.generate(
+            run, bench, samples, lambda: generator, global_seed=seed, batch_size=batch_size, progress=advance
+        )
+    return generator
+
+
+def srr_stage(run, bench, samples, make_refiner, srr: SRROptions, *, seed, make_oracle_scorer=None,
+              batch_size: int = 8, show_progress: bool = True, beat: Beat = _no_beat):  # fmt: skip
+    """Refine a run's images (after generate, before score); loads nothing when every image is done."""
+    from evalkit import srr as srr_module
+
+    todo = srr_module.pending_srr(run, bench, samples)
+    if srr.rounds <= 0 or not todo:
+        return None
+    beat()
+    refiner = make_refiner()
+    beat()
+    from evalkit import pipeline
+
+    needs = {"refine", "self_check"} if srr.gate == "self" and not srr.judge else {"refine"}
+    pipeline.check_generator(refiner, bench, needs)
+    reward = None
+    if srr.gate == "self" and srr.judge:
+        from evalkit.rewards.factory import build_reward
+
+        options = {"judge": srr.judge, "judge_url": srr.judge_url, "questions": srr.questions}
+        reward = build_reward("dvreward", {**options, "cache_path": run.root / "judge_cache.sqlite"})
+    oracle = make_oracle_scorer() if srr.gate == "oracle" and make_oracle_scorer is not None else None
+    bar, advance = _bar(show_progress, f"srr x{srr.rounds} ({srr.gate})", len(todo), beat)
+    with bar:
+        return srr_module.refine_run(
+            run, bench, samples, refiner, rounds=srr.rounds, gate=srr.gate, threshold=srr.threshold,
+            reward=reward, oracle_scorer=oracle, global_seed=seed, batch_size=batch_size, progress=advance,
+        )  # fmt: skip
+
+
+def score_stage(run, bench, samples, score_options, shard, batch_size, rescore: bool, judge: JudgeChoice,
+                show_progress: bool = True, retry_failed: bool = True, beat: Beat = _no_beat) -> None:  # fmt: skip
+    """Score images without a current record (and failed ones, with `retry_failed`).
+
+    `rescore` is transactional: new records are staged in records.rescore-<hash>.jsonl (an interrupted
+    rescore resumes from it) and replace the old ones in one rename once every image has one; until then
+    the old records, summary and report stay in force.
+    """
+    from evalkit import pipeline
+    from evalkit.runs import read_jsonl, stable_hash
+
+    config = checked_scorer_config(bench, score_options)
+    if judge.spec:
+        config["judge"] = judge.config()
+    scorer_hash = stable_hash(config)
+    target = None
+    if rescore:
+        if shard.world_size > 1:
+            raise EvalkitError(RESCORE_ALONE)
+        target = run.rescore_path(scorer_hash)
+        staged = read_jsonl(target)
+        todo = pipeline.pending_records(
+            run, bench, samples, scorer_hash, retry_failed=retry_failed, records=staged
+        )
+    else:
+        pipeline.check_scorer(run, scorer_hash)
+        todo = pipeline.pending_records(run, bench, samples, scorer_hash, retry_failed=retry_failed)
+    if todo:
+        beat()
+        if judge.spec:
+            score_options = {**score_options, "judge": judge.load(run.root)}
+        scorer = bench.make_scorer(**score_options)
+        beat()
+        run.write_info({"scoring": config, "scorer": scorer.config()})
+        bar, advance = _bar(show_progress, "score", len(todo), beat)
+        with bar:
+            pipeline.score(
+                run, bench, samples, lambda: scorer, config, shard=shard, batch_size=batch_size,
+                progress=advance, retry_failed=retry_failed, target=target,
+            )  # fmt: skip
+    elif show_progress:
+        err.print("[dim]score: every image already has a record[/dim]")
+    if target is not None and target.exists():
+        run.commit_rescore(target)
+
+
+def summarize_run(run, bench, samples) -> dict[str, Any]:
+    """The benchmark's summary, plus what an SRR gate did (images refined, kept, abstentions)."""
+    from evalkit import pipeline
+
+    summary = pipeline.summarize(run, bench, samples)
+    if (run.info().get("generation") or {}).get("srr"):
+        from evalkit.srr import srr_counts
+
+        summary["srr"] = srr_counts(run, bench, samples)
+        run.write_summary(summary)
+    return summary
