@@ -6,7 +6,7 @@ instruction in think mode, and redraws the image in edit mode conditioned on the
 decides, before each round, whether the current image is refined:
 
     all     every image, every round
-    self    when DVReward (or, without a reward, the model's own check) is below `threshold`
+    self    when DVReward (or, without a reward, the model's own verdict) is below `threshold`
     oracle  only images the benchmark's own scorer marks wrong (`correct` false), as AlphaGRPO's released
             `--only_wrong` scripts do; tables footnote such rows as using the benchmark's answer
 
@@ -17,7 +17,12 @@ Layout, next to the generate stage's files (samples/<id>/):
     <k>.r<r>.png, .json        round r (1..K): think text, seed, seconds, refiner extras
     <k>.srr.json               written last: the sample's SRR summary; its presence means "done"
 
-Each round image's sidecar also gets its gate signal (reward, oracle record or self check) and decision.
+Each round image's sidecar also gets its gate signal (reward, oracle record or self check) and decision:
+`refine`, `keep` (the gate judged the image good enough), `undecided` (no signal: the reward abstained or
+the model's verdict could not be read; the image stays as it is and the decision counts as an abstention)
+or `final` (no rounds left). The self check of a model without a reward (BAGEL, AlphaGRPO) is its own
+reflection: it reflects on the image with the refinement's seed and prompt (so its reflection is the one
+the redraw would write), then answers SELF_CHECK_QUESTION; `parse_self_verdict` reads the answer.
 Everything is written atomically and decisions are stored, so a killed run resumes in the middle of the
 rounds without redoing finished rounds or re-asking the gate. Rounds run breadth-first so the reward and
 the oracle scorer see batches.
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,6 +63,28 @@ REFLECTION_PROMPT = (
 
 def reflection_prompt(prompt: str) -> str:
     return REFLECTION_PROMPT.format(prompt)
+
+
+# evalkit's question, asked after the model's reflection (AlphaGRPO has no self gate: its reflection prompt
+# asserts failure and its released scripts gate on the benchmark's answer). The reflection is written under
+# "you failed", so a model may lean towards "no"; the gate then refines more, it never refines less.
+SELF_CHECK_QUESTION = (
+    "Look at the image again. Does it already meet the user's request `{}`? Answer with one word: yes or no."
+)
+_WORD = re.compile(r"[a-z]+")
+
+
+def parse_self_verdict(answer: str | None) -> bool | None:
+    """True: the image meets the request (keep it); False: redraw; None: no readable verdict.
+
+    The answer's first word must be yes or no, and the other word must not appear anywhere in it
+    ("No, yes" is ambiguous); anything else is None, which the gate records as undecided, never as a
+    decision not to redraw."""
+    words = _WORD.findall((answer or "").lower())
+    if not words or words[0] not in ("yes", "no"):
+        return None
+    other = "no" if words[0] == "yes" else "yes"
+    return None if other in words else words[0] == "yes"
 
 
 @dataclass(frozen=True)
@@ -135,6 +163,19 @@ class _Item:
     r: int
 
 
+@dataclass
+class _Context:
+    """What a self check needs to share its reflection with the refinement (seed and options)."""
+
+    bench: str
+    global_seed: int
+    options: dict[str, Any]
+
+    def seed(self, it: _Item) -> int:
+        """The seed of round it.r + 1, the refinement this gate decision may lead to."""
+        return sample_seed(self.global_seed, f"{self.bench}/srr{it.r + 1}", it.sample.id, it.k)
+
+
 def _signals(
     items: list[_Item],
     run: Run,
@@ -142,6 +183,7 @@ def _signals(
     refiner: Generator,
     reward: Scorer | None,
     oracle_scorer: SampleScorer | None,
+    context: _Context,
 ) -> list[dict[str, Any]]:
     """The gate record for each item's current image (reward, oracle record, self check, decision)."""
     images = [_load(round_path(run, it.sample.id, it.k, it.r)) for it in items]
@@ -166,8 +208,15 @@ def _signals(
                 raise EvalkitError("oracle gating needs a benchmark whose scorer marks images correct/wrong")
             record["oracle"] = {"correct": bool(result["correct"])}
     if settings.gate == "self" and reward is None:
-        for record, image, prompt in zip(records, images, prompts, strict=True):
-            record["self_check"] = refiner.self_check(image, prompt)
+        for record, image, it in zip(records, images, items, strict=True):
+            check = refiner.self_check(image, it.sample.prompt, seed=context.seed(it), **context.options)
+            record.update(
+                self_check=check.score,
+                reflection=check.reflection,
+                verdict=check.answer,
+                seed=context.seed(it),
+                **check.extra,
+            )
     for record, it in zip(records, items, strict=True):
         record["decision"] = _decide(record, settings, it.r)
     return records
@@ -185,7 +234,8 @@ def _settings_of(record: dict[str, Any]) -> tuple[Any, Any]:
 
 
 def _decide(record: dict[str, Any], settings: SRRSettings, r: int) -> str:
-    """'refine', 'keep' (gate says the image is good enough, or cannot tell) or 'final' (no rounds left)."""
+    """'refine', 'keep' (the gate says the image is good enough), 'undecided' (the gate has no signal) or
+    'final' (no rounds left)."""
     if r >= settings.rounds:
         return "final"
     if settings.gate == "all":
@@ -194,18 +244,18 @@ def _decide(record: dict[str, Any], settings: SRRSettings, r: int) -> str:
         return "keep" if record["oracle"]["correct"] else "refine"
     signal = record.get("reward", record.get("self_check"))
     if signal is None:
-        record["note"] = "no signal (the reward abstained): kept as is"
-        return "keep"
+        source = "the reward abstained" if "reward" in record else "the model's verdict could not be read"
+        record["note"] = f"no signal ({source}): left as it is, counted as an abstention"
+        return "undecided"
     return "refine" if signal < settings.threshold else "keep"
 
 
 # ------------------------------------------------------------------------------------------------ rounds
-def _refine_one(
-    run: Run, it: _Item, refiner: Generator, *, bench: Benchmark, global_seed: int, options: dict[str, Any]
-) -> None:
+def _refine_one(run: Run, it: _Item, refiner: Generator, context: _Context) -> None:
     """Round it.r + 1 from round it.r: reflect + redraw, stored with its think text."""
     r = it.r + 1
-    seed = sample_seed(global_seed, f"{bench.name}/srr{r}", it.sample.id, it.k)
+    seed = context.seed(it)
+    options = context.options
     previous = _load(round_path(run, it.sample.id, it.k, it.r))
     started = time.perf_counter()
     out = refiner.refine(previous, it.sample.prompt, seed=seed, **options)
@@ -231,22 +281,24 @@ def _finalize(run: Run, sample: Sample, k: int, final_round: int, settings: SRRS
     for r in range(final_round + 1):
         meta = _read_json(round_path(run, sample.id, k, r).with_suffix(".json"))
         gate = meta.get("gate", {})
-        history.append(
-            {
-                "round": r,
-                "think": meta.get("think"),
-                "reward": gate.get("reward"),
-                "decision": gate.get("decision"),
-            }
-        )
+        step = {"round": r, "think": meta.get("think"), "reward": gate.get("reward")}
+        for key in ("self_check", "reflection", "verdict"):
+            if key in gate:
+                step[key] = gate[key]
+        history.append({**step, "decision": gate.get("decision")})
+    changed = final_round > 0 and _pixels(round_path(run, sample.id, k, final_round)) != _pixels(
+        round_path(run, sample.id, k, 0)
+    )
     summary = {
         "rounds": settings.rounds,
         "gate": settings.gate,
         "threshold": settings.threshold if settings.gate == "self" else None,
         "final_round": final_round,
-        "refined": final_round > 0,
+        "refined": changed,  # an image the rounds left pixel for pixel as it was is not "refined"
         "history": history,
     }
+    if final_round > 0 and not changed:
+        summary["unchanged"] = True
     base = _read_json(round_path(run, sample.id, k, 0).with_suffix(".json"))
     base = {key: value for key, value in base.items() if key not in ("round", "gate")}
     final = run.image_path(sample.id, k)
@@ -256,13 +308,18 @@ def _finalize(run: Run, sample: Sample, k: int, final_round: int, settings: SRRS
     return summary
 
 
+def _pixels(path: Path) -> bytes:
+    with Image.open(path) as image:
+        return image.convert("RGB").tobytes() + repr(image.size).encode()
+
+
 @dataclass
 class SRRStats:
     samples: int = 0  # images handled in this call
     rounds_run: int = 0  # refine calls made in this call
     refined: int = 0  # images whose final image is a refinement
     kept: int = 0  # images the gate kept before the last round
-    abstained: int = 0  # gate decisions made without a signal
+    abstained: int = 0  # gate decisions made without a signal ("undecided")
 
 
 def check_gate(
@@ -274,8 +331,8 @@ def check_gate(
     refiner_can_self_check: bool | None = None,
 ) -> None:
     """Refuse, before any work, a gate that could not decide: a self gate without a signal, or with a
-    reward that has no inputs (DVReward without questions) for some sample; it would keep every image
-    unchanged and still label the row as refined."""
+    reward that has no inputs (DVReward without questions) for some sample; it would leave every image
+    unchanged under a row labelled as refined."""
     if gate != "self":
         return
     can_self_check = bool(
@@ -296,8 +353,9 @@ def check_gate(
 
 def srr_counts(run: Run, bench: Benchmark, samples: list[Sample]) -> dict[str, Any]:
     """What the gate did over the run's finished images, for the summary and the table footnote:
-    images refined, kept by the gate, and gate decisions made without a signal (abstentions)."""
-    counts = {"images": 0, "refined": 0, "kept": 0, "abstained": 0, "rounds_run": 0}
+    images refined (changed by their rounds), kept by the gate, gate decisions made without a signal
+    (abstentions: undecided), and refinements that left their image unchanged."""
+    counts = {"images": 0, "refined": 0, "kept": 0, "abstained": 0, "rounds_run": 0, "unchanged": 0}
     gate = None
     for sample in samples:
         for k in range(bench.images_per_sample):
@@ -308,6 +366,7 @@ def srr_counts(run: Run, bench: Benchmark, samples: list[Sample]) -> dict[str, A
             counts["images"] += 1
             counts["refined"] += bool(summary.get("refined"))
             counts["rounds_run"] += int(summary.get("final_round") or 0)
+            counts["unchanged"] += bool(summary.get("unchanged"))
             for r in range(int(summary.get("final_round") or 0) + 1):
                 meta = _read_json(round_path(run, sample.id, k, r).with_suffix(".json")).get("gate", {})
                 counts["kept"] += meta.get("decision") == "keep"
@@ -336,6 +395,7 @@ def refine_run(
     if gate == "oracle" and oracle_scorer is None:
         raise EvalkitError("--srr-gate oracle needs the benchmark's scorer (oracle_scorer)")
     check_gate(gate, reward=reward, refiner=refiner, samples=samples)
+    context = _Context(bench.name, global_seed, dict(refine_options or {}))
     todo = pending_srr(run, bench, samples)
     stats = SRRStats(samples=len(todo))
     for sample, k in todo:
@@ -344,7 +404,7 @@ def refine_run(
     while active:
         level = min(it.r for it in active)
         now = [it for it in active if it.r == level]
-        _gate_round(now, run, settings, refiner, reward, oracle_scorer, batch_size, stats)
+        _gate_round(now, run, settings, refiner, reward, oracle_scorer, batch_size, stats, context)
         for it in now:
             meta = _read_json(round_path(run, it.sample.id, it.k, it.r).with_suffix(".json"))
             if meta["gate"]["decision"] != "refine":
@@ -356,9 +416,7 @@ def refine_run(
                     progress(1)
                 continue
             if not round_path(run, it.sample.id, it.k, it.r + 1).exists():
-                _refine_one(
-                    run, it, refiner, bench=bench, global_seed=global_seed, options=refine_options or {}
-                )
+                _refine_one(run, it, refiner, context)
                 stats.rounds_run += 1
             it.r += 1
     return stats
@@ -373,6 +431,7 @@ def _gate_round(
     oracle_scorer: SampleScorer | None,
     batch_size: int,
     stats: SRRStats,
+    context: _Context,
 ) -> None:
     """Compute and store the gate record of every item whose current round has none yet."""
     missing = []
@@ -388,7 +447,7 @@ def _gate_round(
     for start in range(0, len(missing), batch_size):
         chunk = missing[start : start + batch_size]
         for it, record in zip(
-            chunk, _signals(chunk, run, settings, refiner, reward, oracle_scorer), strict=True
+            chunk, _signals(chunk, run, settings, refiner, reward, oracle_scorer, context), strict=True
         ):
             sidecar = round_path(run, it.sample.id, it.k, it.r).with_suffix(".json")
             atomic_write_json(sidecar, {**_read_json(sidecar), "gate": record})

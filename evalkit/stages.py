@@ -163,10 +163,16 @@ def srr_stage(run, bench, samples, make_refiner, srr: SRROptions, *, seed, make_
     oracle = make_oracle_scorer() if srr.gate == "oracle" and make_oracle_scorer is not None else None
     bar, advance = _bar(show_progress, f"srr x{srr.rounds} ({srr.gate})", len(todo), beat)
     with bar:
-        return srr_module.refine_run(
+        stats = srr_module.refine_run(
             run, bench, samples, refiner, rounds=srr.rounds, gate=srr.gate, threshold=srr.threshold,
             reward=reward, oracle_scorer=oracle, global_seed=seed, batch_size=batch_size, progress=advance,
         )  # fmt: skip
+    if stats.abstained:  # loud: these images stay unrefined because the gate could not decide
+        err.print(
+            f"[yellow]srr: the {srr.gate} gate could not decide {stats.abstained} time(s) (no signal); "
+            "those images were left as they were (see 'undecided' in samples/*/*.r*.json)[/yellow]"
+        )
+    return stats
 
 
 def score_stage(run, bench, samples, score_options, shard, batch_size, rescore: bool, judge: JudgeChoice,

@@ -203,25 +203,10 @@ class BagelPipeline:
         batch = len(prompts)
         seeds = seeds or [None] * batch
         generators = [torch.Generator().manual_seed(s) if s is not None else None for s in seeds]
-        cache = self.model.new_cache(batch)
-        ctx = _Contexts(cache, cache, cache)
-        if think:
-            ctx.gen = self._add_text(ctx.gen, [GEN_THINK_SYSTEM_PROMPT] * batch)
-            ctx.cfg_img = self._add_text(ctx.cfg_img, [GEN_THINK_SYSTEM_PROMPT] * batch)
-        if input_images is not None:
-            images = [self._vae_resize(im) for im in input_images]
-            eps = posterior_noises or [None] * batch
-            ctx.gen = self._add_vae_images(ctx.gen, images, eps, generators, trace)
-            ctx.gen = self._add_vit_images(ctx.gen, images, trace)
-            sizes = [(im.height, im.width) for im in images]
-            if trace is not None:
-                trace["vae_resized_image"] = images[0]
-        else:
+        if input_images is None:
             self._check_size(height, width)
-            sizes = [(height, width)] * batch
-        ctx.cfg_text = ctx.gen
-        ctx.gen = self._add_text(ctx.gen, prompts)
-        ctx.cfg_img = self._add_text(ctx.cfg_img, prompts)
+        ctx, sizes = self._contexts(prompts, think, input_images, posterior_noises, generators, trace)
+        sizes = sizes or [(height, width)] * batch
         thoughts: list[str | None] = [None] * batch
         if think:
             thoughts = self._generate_text(
@@ -262,6 +247,59 @@ class BagelPipeline:
             trace.update({"decode_output": decoded[0], "float_pixels": float_pixels(decoded[0])})
         outputs = [BagelOutput(image=to_pil(d), think=t) for d, t in zip(decoded, thoughts, strict=True)]
         return outputs
+
+    def _contexts(self, prompts, think, input_images, posterior_noises, generators, trace):
+        """The three KV contexts up to the prompt, and the (resized) input images' sizes (None for T2I).
+        Input images draw their VAE posterior noise from `generators` first."""
+        batch = len(prompts)
+        cache = self.model.new_cache(batch)
+        ctx = _Contexts(cache, cache, cache)
+        if think:
+            ctx.gen = self._add_text(ctx.gen, [GEN_THINK_SYSTEM_PROMPT] * batch)
+            ctx.cfg_img = self._add_text(ctx.cfg_img, [GEN_THINK_SYSTEM_PROMPT] * batch)
+        sizes = None
+        if input_images is not None:
+            images = [self._vae_resize(im) for im in input_images]
+            eps = posterior_noises or [None] * batch
+            ctx.gen = self._add_vae_images(ctx.gen, images, eps, generators, trace)
+            ctx.gen = self._add_vit_images(ctx.gen, images, trace)
+            sizes = [(im.height, im.width) for im in images]
+            if trace is not None:
+                trace["vae_resized_image"] = images[0]
+        ctx.cfg_text = ctx.gen
+        ctx.gen = self._add_text(ctx.gen, prompts)
+        ctx.cfg_img = self._add_text(ctx.cfg_img, prompts)
+        return ctx, sizes
+
+    @torch.no_grad()
+    def reflect_and_answer(
+        self,
+        instruction: str,
+        image: Image.Image,
+        question: str,
+        *,
+        seed: int | None = None,
+        max_think_tokens: int = 1000,
+        think_do_sample: bool = False,
+        think_temperature: float = 0.3,
+        max_answer_tokens: int = 16,
+        **_: object,
+    ) -> tuple[str, str]:
+        """The think text that `generate_image(instruction, input_image=image, think=True, seed=seed)`
+        writes before drawing (same context, same random draws), then the greedy answer to `question`
+        asked after it. SRR's self gate: the reflection that would drive the redraw decides on it."""
+        generators = [torch.Generator().manual_seed(seed) if seed is not None else None]
+        ctx, _sizes = self._contexts([instruction], True, [image], None, generators, None)
+        (thought,) = self._generate_text(
+            ctx.gen,
+            max_think_tokens + 1,
+            do_sample=think_do_sample,
+            temperature=think_temperature,
+            generators=generators,
+        )
+        cache = self._add_text(self._add_text(ctx.gen, [thought]), [question])
+        (answer,) = self._generate_text(cache, max_answer_tokens + 1)
+        return thought, answer
 
     def _check_size(self, height: int, width: int) -> None:
         step, limit = self.config.pixels_per_token, self.config.max_latent_size * self.config.pixels_per_token

@@ -21,7 +21,7 @@ import yaml
 from PIL import Image
 
 from evalkit.errors import EvalkitError, MissingWeightsError
-from evalkit.generators.base import Generation, GenerationRequest, Generator, ModelSpec
+from evalkit.generators.base import Generation, GenerationRequest, Generator, ModelSpec, SelfCheck
 from evalkit.options import option, require_at_least_one
 
 log = logging.getLogger(__name__)
@@ -128,6 +128,7 @@ class BagelGenerator(Generator):
     supports_edit = True
     supports_think = True
     can_refine = True
+    can_self_check = True  # its own reflection decides whether to redraw (SRR's self gate)
     family = "bagel"  # the key of this model's entry in a benchmark's generation_presets
 
     def __init__(
@@ -238,6 +239,26 @@ class BagelGenerator(Generator):
             think=out.think,
             seconds=time.perf_counter() - started,
             extra={"settings": settings, "reflection_prompt": instruction},
+        )
+
+    def self_check(self, image: Image.Image, prompt: str, *, seed: int, **options: Any) -> SelfCheck:
+        """Reflect on the image as `refine` would (same prompt, settings and seed, so the same think text),
+        then answer evalkit's yes/no question in the same context; greedy, at most 16 answer tokens."""
+        from evalkit.srr import SELF_CHECK_QUESTION, parse_self_verdict
+
+        settings = self.settings({"preset": "srr", **options})
+        instruction = REFLECTION_PROMPT.format(prompt)
+        question = SELF_CHECK_QUESTION.format(prompt)
+        started = time.perf_counter()
+        reflection, answer = self.pipe.reflect_and_answer(
+            instruction, image, question, seed=seed, max_answer_tokens=16, **settings
+        )
+        verdict = parse_self_verdict(answer)
+        return SelfCheck(
+            score=None if verdict is None else float(verdict),
+            reflection=reflection,
+            answer=answer,
+            extra={"question": question, "seconds": round(time.perf_counter() - started, 4)},
         )
 
 

@@ -28,6 +28,16 @@ class Generation:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class SelfCheck:
+    """A model's own verdict on one of its images (SRR's self gate without a reward judge)."""
+
+    score: float | None  # in [0, 1], 1 = the image meets the prompt; None = the model gave no verdict
+    reflection: str | None = None  # what the model wrote about the image before its verdict
+    answer: str | None = None  # the verdict as the model wrote it (kept even when it cannot be parsed)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
 class Generator:
     """Base class of every model adapter: turns requests into images; `config()` is what goes into run.json
     and the run's hash.
@@ -55,8 +65,9 @@ class Generator:
         """Redraw `image` after reflecting on how it fails `prompt` (only when `can_refine`)."""
         raise NotImplementedError(f"{self.name} cannot refine its images")
 
-    def self_check(self, image: Image.Image, prompt: str) -> float | None:
-        """The model's own reward in [0, 1] for `image` under `prompt`, None to abstain."""
+    def self_check(self, image: Image.Image, prompt: str, *, seed: int, **options: Any) -> SelfCheck:
+        """The model's own verdict on `image` under `prompt` (only when `can_self_check`); `seed` and
+        `options` are those of the refinement it would lead to, so both can share one reflection."""
         raise NotImplementedError(f"{self.name} has no self check")
 
     @classmethod

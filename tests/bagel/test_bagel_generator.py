@@ -58,7 +58,7 @@ def test_interfaces_and_config(generator):
         "edit": True,
         "think": True,
         "refine": True,
-        "self_check": False,
+        "self_check": True,
     }
     cfg = generator.config()
     assert cfg["model"] == "bagel" and cfg["settings"]["num_timesteps"] == 3

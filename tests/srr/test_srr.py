@@ -13,7 +13,7 @@ from evalkit import pipeline
 from evalkit.benchmarks.base import Benchmark, Sample, SampleScorer
 from evalkit.dvreward import Decomposition, Question
 from evalkit.errors import EvalkitError
-from evalkit.generators.base import Generation, GenerationRequest, Generator
+from evalkit.generators.base import Generation, GenerationRequest, Generator, SelfCheck
 from evalkit.judges.base import JudgeFailure, YesNoAnswer
 from evalkit.rewards.dvreward import DVReward
 from evalkit.runs import Run
@@ -117,8 +117,8 @@ class CheckingRefiner(PaintRefiner):
 
     can_self_check = True
 
-    def self_check(self, image: Image.Image, prompt: str) -> float | None:
-        return share(image, color_of(prompt))
+    def self_check(self, image: Image.Image, prompt: str, *, seed: int, **options: Any) -> SelfCheck:
+        return SelfCheck(share(image, color_of(prompt)), reflection=f"seed {seed}")
 
 
 class ShareReward:
@@ -253,12 +253,14 @@ def test_gate_self_uses_dvreward_below_threshold_and_counts_abstentions(setup) -
         run, bench, samples, refiner, rounds=3, gate="self", threshold=0.7, reward=reward, global_seed=7
     )
     assert {p for p, _ in refiner.calls} == {"a blue square"} and len(refiner.calls) == 4
-    assert stats.abstained == 2 and stats.kept == 6
+    assert stats.abstained == 2 and stats.kept == 4
     green = sidecar(round_path(run, "s2", 0, 0))["gate"]
-    assert green["reward"] is None and green["decision"] == "keep" and "abstained" in green["note"]
+    assert green["reward"] is None and green["decision"] == "undecided" and "abstained" in green["note"]
     assert green["reward_details"]["failure"]
     counts = srr_counts(run, bench, samples)
-    assert counts == {"gate": "self", "images": 6, "refined": 2, "kept": 6, "abstained": 2, "rounds_run": 4}
+    assert counts == {
+        "gate": "self", "images": 6, "refined": 2, "kept": 4, "abstained": 2, "rounds_run": 4, "unchanged": 0
+    }  # fmt: skip
     blue = [sidecar(round_path(run, "s1", 0, r))["gate"] for r in range(3)]
     assert [g["decision"] for g in blue] == ["refine", "refine", "keep"]
     assert blue[0]["reward"] == pytest.approx(blue[0]["reward_details"]["questions"][0]["score"] ** 0.5)
@@ -272,6 +274,29 @@ def test_gate_self_without_a_reward_asks_the_model_itself(setup) -> None:
     assert {p for p, _ in refiner.calls} == {"a blue square", "a green square"}
     gate = sidecar(round_path(run, "s1", 1, 0))["gate"]
     assert gate["decision"] == "refine" and gate["self_check"] < 0.5 and "reward" not in gate
+    # the check reflected with the seed of the refinement it led to
+    assert (
+        gate["reflection"] == f"seed {sidecar(round_path(run, 's1', 1, 1))['seed']}" == f"seed {gate['seed']}"
+    )
+
+
+class SameImageRefiner(PaintRefiner):
+    """A refiner whose redraw is its input, pixel for pixel."""
+
+    def refine(self, image: Image.Image, prompt: str, *, seed: int, **options: Any) -> Generation:
+        self.calls.append((prompt, seed))
+        return Generation(image.copy(), think="nothing to change", seconds=0.001)
+
+
+def test_an_unchanged_image_is_never_labelled_refined(setup) -> None:
+    run, bench, samples, _ = setup
+    stats = refine_run(run, bench, samples, SameImageRefiner(), rounds=2, gate="all", global_seed=7)
+    assert stats.rounds_run == 12 and stats.refined == 0
+    summary = json.loads(done_path(run, "s0", 0).read_text())
+    assert summary["final_round"] == 2 and not summary["refined"] and summary["unchanged"]
+    assert run.load_image_meta("s0", 0)["srr"]["refined"] is False
+    counts = srr_counts(run, bench, samples)
+    assert counts["refined"] == 0 and counts["unchanged"] == 6 and counts["rounds_run"] == 12
 
 
 def test_a_run_killed_mid_rounds_resumes_without_redoing_finished_rounds(setup, tmp_path) -> None:
