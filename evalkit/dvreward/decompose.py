@@ -90,6 +90,8 @@ _FENCE = re.compile(r"\A```(?:json)?[ \t]*\n(.*)\n```\Z", re.DOTALL)
 _VOLATILE_CONFIG_KEYS = (
     "served_snapshots",
     "concurrency",
+    "min_concurrency",
+    "adaptive_concurrency",
     "timeout",
     "max_retries",
     "base_url",

@@ -11,6 +11,8 @@ config(), cache entries or log lines.
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import json
 import logging
 import os
@@ -37,6 +39,7 @@ from evalkit.judges.base import (
     yes_no_of_token,
 )
 from evalkit.judges.cache import ReplyCache, cache_key, open_cache
+from evalkit.judges.concurrency import AdaptiveLimit
 from evalkit.judges.messages import (
     image_sha256,
     image_to_data_url,
@@ -49,6 +52,7 @@ logger = logging.getLogger(__name__)
 
 _CHAT_DECODING_KEYS = ("temperature", "max_tokens", "top_p", "seed")
 _RETRY_STATUSES = (408, 409, 429)  # request timeout, conflict (OpenAI's "retry"), rate limit; 5xx too
+_OVERLOAD_STATUSES = (429, 503)  # the server asks for fewer requests: the concurrency window halves
 
 
 def public_url(url: str | None) -> str | None:
@@ -72,7 +76,13 @@ class _Retryable(Exception):
 
 
 class OpenAIJudge:
-    """Judge over the official `openai` client; thread-safe, with a per-judge concurrency limit."""
+    """Judge over the official `openai` client; thread-safe, with an adaptive per-judge concurrency window.
+
+    `concurrency` is the most requests in flight; with `adaptive_concurrency` (the default) the window
+    starts at min(8, concurrency), grows while requests succeed and halves on 429/503, never below
+    `min_concurrency`, and a Retry-After pauses every new request (see `evalkit.judges.concurrency`).
+    `adaptive_concurrency=False` keeps a fixed window of `concurrency`.
+    """
 
     backend = "openai"
 
@@ -93,7 +103,9 @@ class OpenAIJudge:
         logprobs: bool = True,
         top_logprobs: int = 20,
         yes_no_max_tokens: int = 1,
-        concurrency: int = 8,
+        concurrency: int = 32,
+        min_concurrency: int = 1,
+        adaptive_concurrency: bool = True,
         timeout: float = 60.0,
         max_retries: int = 5,
         backoff: float = 1.0,
@@ -117,13 +129,22 @@ class OpenAIJudge:
         # "max_completion_tokens" for OpenAI reasoning models, which reject "max_tokens".
         self.max_tokens_field = max_tokens_field
         self.concurrency = concurrency
+        self.min_concurrency = min_concurrency
+        self.adaptive_concurrency = adaptive_concurrency
         self.timeout = timeout
         self.max_retries = max_retries
         self.backoff = backoff
         self.backoff_max = backoff_max
         self.stats: Counter[str] = Counter()
         self.served_snapshots: set[str] = set()
-        self._slots = threading.BoundedSemaphore(concurrency)
+        try:
+            self._window = AdaptiveLimit(concurrency, minimum=min_concurrency, adaptive=adaptive_concurrency)
+        except ValueError as error:
+            from evalkit.errors import EvalkitError
+
+            raise EvalkitError(f"judge '{model}': {error}") from None
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
         self._stats_lock = threading.Lock()
         self._warned_text_fallback = False
 
@@ -166,6 +187,8 @@ class OpenAIJudge:
             "yes_no_max_tokens": self.yes_no_max_tokens,
             "max_tokens_field": self.max_tokens_field,
             "concurrency": self.concurrency,
+            "min_concurrency": self.min_concurrency,
+            "adaptive_concurrency": self.adaptive_concurrency,
             "timeout": self.timeout,
             "max_retries": self.max_retries,
         }
@@ -173,8 +196,19 @@ class OpenAIJudge:
     def yes_probability(self, image: Image.Image, questions: list[str]) -> list[float]:
         return first_failure_or_values(self.answer_yes_no(image, questions))
 
+    @property
+    def parallel_requests(self) -> int:
+        """How many calls callers may usefully make at once (images, samples): the window's maximum."""
+        return self.concurrency
+
+    @property
+    def window(self) -> AdaptiveLimit:
+        """The concurrency window (its state says how far the server let it grow)."""
+        return self._window
+
     def answer_yes_no(self, image: Image.Image, questions: list[str]) -> list[YesNoAnswer | JudgeFailure]:
-        """Cached answers first; the rest are sent concurrently (up to `concurrency`)."""
+        """Cached answers first; the rest go to the judge's request pool, which callers share: questions of
+        several images asked from several threads are in flight together, within the window."""
         image_hash = image_sha256(image)
         keys = [self._yes_no_key(image_hash, question) for question in questions]
         answers: list[YesNoAnswer | JudgeFailure | None] = list(cached_yes_no(self.cache, keys))
@@ -192,12 +226,11 @@ class OpenAIJudge:
                 self._count("failures")
                 return failure
 
-        workers = min(self.concurrency, len(missing))
-        if workers == 1:
+        if self.concurrency == 1 or len(missing) == 1:
             results = [one(index) for index in missing]
         else:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                results = list(pool.map(one, missing))
+            pool = self._request_pool()
+            results = [future.result() for future in [pool.submit(one, index) for index in missing]]
         for index, result in zip(missing, results, strict=True):
             answers[index] = result
         return answers  # type: ignore[return-value]
@@ -298,6 +331,34 @@ class OpenAIJudge:
 
     # ------------------------------------------------------------------ transport
 
+    def _request_pool(self) -> ThreadPoolExecutor:
+        """One pool of `concurrency` threads per judge; its tasks never wait on the pool themselves."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="judge-http")
+            return self._pool
+
+    def _send(self, request: dict[str, Any]):
+        """One HTTP request inside the concurrency window; its outcome moves the window."""
+        import openai
+
+        ticket = self._window.acquire()
+        try:
+            self._count("requests")
+            response = self._client.chat.completions.create(model=self.model, **request)
+        except openai.APIStatusError as error:
+            if error.status_code in _OVERLOAD_STATUSES:
+                self._count("overloads")
+                self._window.release(ticket, "overload", _retry_after(error.response))
+            else:
+                self._window.release(ticket, "other")
+            raise
+        except BaseException:
+            self._window.release(ticket, "other")
+            raise
+        self._window.release(ticket, "ok")
+        return response
+
     def _create(self, **request: Any):
         """One chat completion with retries and exponential backoff on transient errors."""
         import openai
@@ -305,9 +366,7 @@ class OpenAIJudge:
         attempts = self.max_retries + 1
         for attempt in range(attempts):
             try:
-                with self._slots:
-                    self._count("requests")
-                    response = self._client.chat.completions.create(model=self.model, **request)
+                response = self._send(request)
                 if not isinstance(getattr(response, "choices", None), list) or not response.choices:
                     raise _Retryable("malformed response (no choices)")
                 if getattr(response.choices[0], "message", None) is None:
@@ -400,6 +459,10 @@ class OpenAIJudge:
             self.stats[what] += 1
 
     def close(self) -> None:
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
         self._client.close()
 
     def __repr__(self) -> str:
@@ -407,12 +470,25 @@ class OpenAIJudge:
 
 
 def _retry_after(response) -> float | None:
-    """Seconds from a Retry-After header, when the server sent one as a number."""
+    """Seconds from a Retry-After header: delay-seconds or an HTTP date (RFC 9110); None when absent or
+    unreadable. A date in the past is 0."""
     try:
         value = response.headers.get("retry-after")
-        return float(value) if value is not None else None
-    except (AttributeError, TypeError, ValueError):
+    except AttributeError:
         return None
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except (TypeError, ValueError):
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(str(value))
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
 
 
 def _short(text: Any, limit: int = 200) -> str:

@@ -3,7 +3,9 @@
 It lets the HTTP judge path be tested offline against a real model with real log-probs, and lets users
 share one loaded judge between processes. Endpoints: POST /v1/chat/completions (logprobs/top_logprobs,
 temperature, top_p, seed, max_tokens), GET /v1/models, GET /health. It is not a production server: one
-request runs the model at a time. `server.faults` injects failures for tests (timeouts, 500, 429, garbage).
+request runs the model at a time. `server.faults` injects failures for tests (timeouts, 500, 429, garbage);
+`latency` adds a fixed wait to every answer (a real server's time per request, spent concurrently) and
+`max_concurrent` answers 429 to requests beyond that many in flight, as a rate-limited endpoint does.
 
     python -m evalkit.judges.server --judge tiny --port 8000
 """
@@ -129,6 +131,19 @@ class _Handler(BaseHTTPRequestHandler):
                 200, {"id": "x", "object": "chat.completion", "model": self.app.model_name, "choices": []}
             )
             return
+        if not self.app.admit():
+            headers = {"Retry-After": self.app.retry_after}
+            self._send_error(429, "server busy: too many concurrent requests", kind="rate_limit_error",
+                             headers=headers)  # fmt: skip
+            return
+        try:
+            self._answer(body, fault)
+        finally:
+            self.app.leave()
+
+    def _answer(self, body: bytes, fault: str | None) -> None:
+        if self.app.latency > 0:
+            self.app.closing.wait(self.app.latency)
         try:
             request = json.loads(body)
             reply = self.app.complete(request, fault)
@@ -181,6 +196,9 @@ class JudgeServer:
         max_logprobs: int = 20,
         fault_delay: float = 2.0,
         api_key: str | None = None,
+        latency: float = 0.0,
+        max_concurrent: int | None = None,
+        retry_after: str = "0",
     ):
         self.judge = judge
         self.model_name = model_name or judge.name
@@ -189,7 +207,14 @@ class JudgeServer:
         self.api_key = api_key
         self.faults = FaultInjector()
         self.closing = threading.Event()
+        self.latency = latency
+        self.max_concurrent = max_concurrent
+        self.retry_after = retry_after  # the Retry-After of a busy 429
         self.requests = 0
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self.rejected = 0
+        self.concurrency_trace: list[int] = []  # in flight at each admitted request
         self._count_lock = threading.Lock()
         self._httpd = ThreadingHTTPServer((host, port), _Handler)
         self._httpd.daemon_threads = True
@@ -223,6 +248,21 @@ class JudgeServer:
     def count_request(self) -> None:
         with self._count_lock:
             self.requests += 1
+
+    def admit(self) -> bool:
+        """Take an answering slot; False (a busy 429) when `max_concurrent` requests are in flight."""
+        with self._count_lock:
+            if self.max_concurrent is not None and self.in_flight >= self.max_concurrent:
+                self.rejected += 1
+                return False
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            self.concurrency_trace.append(self.in_flight)
+            return True
+
+    def leave(self) -> None:
+        with self._count_lock:
+            self.in_flight -= 1
 
     def complete(self, request: dict[str, Any], fault: str | None = None) -> dict[str, Any]:
         """A chat.completion object for one request (fault: refusal / nonsense / no_logprobs / empty)."""
@@ -298,14 +338,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--model-name", default=None, help="the name clients send as `model`")
     parser.add_argument("--max-logprobs", type=int, default=20)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
+    parser.add_argument("--max-concurrent", type=int, default=None, help="answer 429 beyond this many")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     judge = load_judge(args.judge)
     if not hasattr(judge, "generate"):
         parser.error("only local judges (tiny, hf:...) can be served")
     server = JudgeServer(
-        judge, host=args.host, port=args.port, model_name=args.model_name, max_logprobs=args.max_logprobs
-    )
+        judge, host=args.host, port=args.port, model_name=args.model_name, max_logprobs=args.max_logprobs,
+        latency=args.latency, max_concurrent=args.max_concurrent,
+    )  # fmt: skip
     print(f"serving {server.model_name} at {server.url}", flush=True)
     server.start()
     try:

@@ -25,6 +25,8 @@ JUDGE_OPTIONS = (
     "dtype",
     "batch_size",
     "concurrency",
+    "min_concurrency",
+    "adaptive_concurrency",
     "timeout",
     "max_retries",
     "allow_download",

@@ -51,10 +51,13 @@ def _no_leftover_faults(server):
 
 
 def http_judge(server: JudgeServer, local_judge: HFJudge, **options) -> OpenAIJudge:
+    # A generous timeout: a real request of the tiny model can take over a second on a loaded machine, and
+    # a timed-out request is retried, so the server counts more requests than the test expects. Tests of
+    # the timeout path pass a short one and make the server's hang longer than it.
     defaults = dict(
         base_url=server.url,
         top_logprobs=len(local_judge.tokenizer),
-        timeout=0.5,
+        timeout=30.0,
         max_retries=3,
         backoff=0.01,
         backoff_max=0.05,
@@ -108,8 +111,10 @@ def test_cache_hits_skip_the_server(tmp_path, server, local_judge) -> None:
 
 
 @pytest.mark.parametrize("fault", ["500", "503", "429", "timeout", "drop", "garbage", "bad_json"])
-def test_transient_faults_are_retried_then_succeed(server, local_judge, fault) -> None:
-    judge = http_judge(server, local_judge)
+def test_transient_faults_are_retried_then_succeed(server, local_judge, fault, monkeypatch) -> None:
+    if fault == "timeout":  # the hang outlasts the client's timeout; the real answer comes well within it
+        monkeypatch.setattr(server, "fault_delay", 4.0)
+    judge = http_judge(server, local_judge, timeout=2.0 if fault == "timeout" else 30.0)
     image = noise_image(3)
     expected = local_judge.yes_probability(image, QUESTIONS[:1])
     server.faults.add(fault, times=2)
@@ -121,7 +126,7 @@ def test_transient_faults_are_retried_then_succeed(server, local_judge, fault) -
 
 def test_persistent_faults_become_failures_never_scores(tmp_path, server, local_judge) -> None:
     cache = ReplyCache(tmp_path / "c.sqlite")
-    judge = http_judge(server, local_judge, max_retries=2, cache=cache)
+    judge = http_judge(server, local_judge, max_retries=2, cache=cache, timeout=0.5)  # every attempt hangs
     server.faults.add("500", times=3)
     answers = judge.answer_yes_no(noise_image(4), QUESTIONS[:1])
     assert isinstance(answers[0], JudgeFailure)
@@ -186,7 +191,7 @@ def test_chat_failures(server, local_judge) -> None:
 
 
 def test_client_errors_are_not_retried(server, local_judge) -> None:
-    wrong = OpenAIJudge("not-served", base_url=server.url, timeout=0.5, max_retries=3, backoff=0.01)
+    wrong = OpenAIJudge("not-served", base_url=server.url, timeout=30.0, max_retries=3, backoff=0.01)
     before = server.requests
     with pytest.raises(JudgeFailure, match="http 404"):
         wrong.yes_probability(noise_image(8), QUESTIONS[:1])
