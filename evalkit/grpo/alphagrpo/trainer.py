@@ -5,7 +5,8 @@ One optimizer step per round, as the official train.py: `gradient_accumulation_s
 in a worker thread while the next batch rolls out, advantages from the gathered rewards, then the replay:
 per batch one think-text backward (scaled by `max(1, K) * text_loss_weight`) and one backward per trained
 SDE step; every backward is divided by the accelerate accumulation count, gradients are averaged over
-ranks and clipped, and AdamW steps once.
+ranks (by FSDP itself for sharded layers, `parallel.py`) and clipped, and AdamW steps once. With
+`train.mix_t2i_task` SRR's stage 1 is a trained RT2I batch, so a round replays twice the batches.
 
 Rewards: `reward_fn` names evalkit rewards (any registered Scorer) with weights. A sample whose reward
 abstains (None) is counted, logged and left out of the advantages (advantage 0); a round in which every
