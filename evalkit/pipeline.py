@@ -204,7 +204,8 @@ def score(
         return 0
     scorer = make_scorer()
     written = 0
-    for chunk in _chunks(todo, batch_size):
+    # an HTTP judge's scorer gets enough images per call to keep the judge's window full
+    for chunk in _chunks(todo, max(batch_size, scorer.parallel_images())):
         images = [run.load_image(s.id, k) for s, k in chunk]
         for (s, k), rec in zip(chunk, scorer.score_images([s for s, _ in chunk], images), strict=True):
             record = {

@@ -31,6 +31,13 @@ class SampleScorer(ABC):
     def score_images(self, samples: list[Sample], images: list[Image.Image]) -> list[dict[str, Any]]:
         """One record per image (benchmark-specific fields); the pipeline adds ids and provenance."""
 
+    def parallel_images(self) -> int:
+        """How many images the pipeline should hand to one `score_images` call at least: a judged scorer
+        scores them concurrently when its judge takes several requests at once (an HTTP judge)."""
+        from evalkit.judges.base import parallel_requests
+
+        return parallel_requests(getattr(self, "judge", None))
+
 
 class Benchmark(ABC):
     """A benchmark under one protocol (prompts, judge, template, formula pinned by `protocol`)."""

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from PIL import Image
 
@@ -151,3 +151,25 @@ def cached_yes_no(cache, keys: list[str]) -> list[YesNoAnswer | None]:
             None if hit is None else YesNoAnswer(hit["p_yes"], hit["source"], hit["snapshot"], cached=True)
         )
     return answers
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def parallel_requests(judge: Any) -> int:
+    """How many calls to `judge` are worth making at once from separate threads: an HTTP judge's
+    `parallel_requests` (its concurrency); 1 for a judge that runs one model call at a time."""
+    return max(1, int(getattr(judge, "parallel_requests", 1) or 1))
+
+
+def judge_map(judge: Any, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """`[fn(item) for item in items]`, with up to `parallel_requests(judge)` items in progress at once (the
+    judge's own window still bounds its requests). Items must be independent: results equal the loop's."""
+    workers = min(parallel_requests(judge), len(items))
+    if workers <= 1:
+        return [fn(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="judge-map") as pool:
+        return list(pool.map(fn, items))

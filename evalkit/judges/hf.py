@@ -36,6 +36,7 @@ from evalkit.judges.base import (
 from evalkit.judges.cache import ReplyCache, cache_key, open_cache
 from evalkit.judges.messages import (
     image_sha256,
+    layout_key,
     messages_fingerprint,
     split_images,
     user_message,
@@ -427,7 +428,9 @@ class HFJudge:
 
     def _yes_no_key(self, image_hash: str, question: str) -> str:
         prompt = hashlib.sha256(question.encode()).hexdigest()
-        return cache_key(kind="yes_probability", **self._key_base(), prompt=prompt, images=[image_hash])
+        return cache_key(
+            kind="yes_probability", **self._key_base(), prompt=prompt, images=[image_hash], **layout_key()
+        )
 
     def _decoding(self, overrides: dict[str, Any]) -> dict[str, Any]:
         unknown = set(overrides) - set(_DECODING_KEYS)

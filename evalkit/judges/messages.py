@@ -46,12 +46,30 @@ def data_url_to_image(url: str) -> Image.Image:
 
 
 def user_message(question: str, image: Image.Image | None = None) -> dict[str, Any]:
-    """A user turn with an optional image followed by the question text."""
-    content: list[dict[str, Any]] = []
-    if image is not None:
-        content.append({"type": "image", "image": image})
-    content.append({"type": "text", "text": question})
-    return {"role": "user", "content": content}
+    """A user turn: the question alone, or with the image in the yes/no layout (image first)."""
+    if image is None:
+        return {"role": "user", "content": [{"type": "text", "text": question}]}
+    return {"role": "user", "content": yes_no_content({"type": "image", "image": image}, question)}
+
+
+# A yes/no request's user content: the image, then the question. Engines with a prefix cache (vLLM, SGLang,
+# the hf: judge's own KV cache) then compute an image's tokens once for all of its questions. Official
+# benchmark prompts that put the text first (TIIF-Bench, WISE, GEdit's VIEScore) keep their order.
+YES_NO_LAYOUT = ("image", "question")
+
+
+def yes_no_content(image_part: dict[str, Any], question: str, layout: tuple[str, ...] = YES_NO_LAYOUT):
+    """The user content parts of one yes/no question in `layout` order."""
+    parts = {"image": image_part, "question": {"type": "text", "text": question}}
+    return [parts[name] for name in layout]
+
+
+def layout_key(layout: tuple[str, ...] = YES_NO_LAYOUT) -> dict[str, str]:
+    """The cache-key part naming a yes/no layout. Yes/no keys leave the layout out of their hash (only the
+    question and image hashes are in it), so another order must change the key: it adds {"layout": ...}.
+    The image-first layout, which every key was written with before the layout had a name, adds nothing,
+    so existing caches stay valid."""
+    return {} if tuple(layout) == YES_NO_LAYOUT else {"layout": "+".join(layout)}
 
 
 def with_system(messages: list[dict[str, Any]], system_prompt: str | None) -> list[dict[str, Any]]:

@@ -43,9 +43,11 @@ from evalkit.judges.concurrency import AdaptiveLimit
 from evalkit.judges.messages import (
     image_sha256,
     image_to_data_url,
+    layout_key,
     messages_fingerprint,
     to_openai,
     with_system,
+    yes_no_content,
 )
 
 logger = logging.getLogger(__name__)
@@ -281,7 +283,7 @@ class OpenAIJudge:
         return self._create(**request).model_dump()
 
     def _ask_yes_no(self, data_url: str, question: str, key: str) -> YesNoAnswer:
-        content = [{"type": "image_url", "image_url": {"url": data_url}}, {"type": "text", "text": question}]
+        content = yes_no_content({"type": "image_url", "image_url": {"url": data_url}}, question)
         messages = with_system([{"role": "user", "content": content}], self.system_prompt)
         response = self._create(messages=messages, **self._yes_no_options())
         answer = self._parse_yes_no(response)
@@ -446,7 +448,12 @@ class OpenAIJudge:
         prompt = hashlib.sha256(question.encode()).hexdigest()
         decoding = self._yes_no_options()
         return cache_key(
-            kind="yes_probability", **self._key_base(), prompt=prompt, images=[image_hash], decoding=decoding
+            kind="yes_probability",
+            **self._key_base(),
+            prompt=prompt,
+            images=[image_hash],
+            decoding=decoding,
+            **layout_key(),
         )
 
     def _scrub(self, text: str) -> str:

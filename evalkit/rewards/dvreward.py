@@ -18,7 +18,7 @@ from PIL import Image
 from evalkit.dvreward.format import Decomposition, index_by_prompt, read_jsonl
 from evalkit.dvreward.verify import METHODS, VERIFIER_SYSTEM_PROMPT, Verification, verify
 from evalkit.errors import EvalkitError
-from evalkit.judges.base import Judge
+from evalkit.judges.base import Judge, parallel_requests
 
 QuestionSource = str | os.PathLike | Mapping[str, Decomposition] | None
 
@@ -56,7 +56,7 @@ class DVReward:
         method: str = "geometric",
         allow_partial: bool = False,
         text_fallback: bool = True,
-        workers: int = 1,
+        workers: int | None = None,
         name: str = "dvreward",
     ):
         if method not in METHODS:
@@ -69,7 +69,9 @@ class DVReward:
         self.method = method
         self.allow_partial = allow_partial
         self.text_fallback = text_fallback
-        self.workers = workers  # images verified concurrently (HTTP judges; a local judge runs one at a time)
+        # images verified concurrently; None: as many as the judge takes requests at once (an HTTP judge's
+        # concurrency, 1 for a local judge, which batches an image's questions on its prefix cache instead)
+        self.workers = workers
         self.name = name
 
     def config(self) -> dict[str, Any]:
@@ -100,11 +102,13 @@ class DVReward:
         if not len(images) == len(prompts) == len(metadata):
             raise ValueError(f"{len(images)} images, {len(prompts)} prompts, {len(metadata)} metadata")
         jobs = list(zip(images, prompts, metadata, strict=True))
-        if self.workers <= 1 or len(jobs) <= 1:
+        workers = parallel_requests(self.judge) if self.workers is None else self.workers
+        if workers <= 1 or len(jobs) <= 1:
             return [self._verify_one(*job) for job in jobs]
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+        # every image's questions go to the judge's shared request pool: N images x Q questions in flight
+        with ThreadPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
             return list(pool.map(lambda job: self._verify_one(*job), jobs))
 
     def _verify_one(self, image: Image.Image, prompt: str, meta: Mapping[str, Any]) -> Verification:
@@ -144,7 +148,7 @@ def build_dvreward(
     allow_partial: bool = False,
     cache_path: str | os.PathLike | None = None,
     system_prompt: str | None = VERIFIER_SYSTEM_PROMPT,
-    workers: int = 1,
+    workers: int | None = None,
     **judge_options: Any,
 ) -> DVReward:
     """Registry factory: a judge spec (hf:..., openai:..., or `tiny` in tests) or a built Judge, and a

@@ -12,7 +12,7 @@ from evalkit.benchmarks.dpg.aggregate import combine_cells
 from evalkit.benchmarks.dpg.data import COMPAT_MODES, DPGImageError, DPGItem, Proposition, split_grid
 from evalkit.benchmarks.dpg.parse import AnswerFn, judge_answer_fn
 from evalkit.errors import EvalkitError
-from evalkit.judges.base import Judge, JudgeFailure
+from evalkit.judges.base import Judge, JudgeFailure, judge_map
 
 
 def zero_dependents(props: Sequence[Proposition], raw: Sequence[float]) -> list[float]:
@@ -119,4 +119,6 @@ class DPGScorer(SampleScorer):
     def score_images(self, samples: list[Sample], images: list[Image.Image]) -> list[dict[str, Any]]:
         if len(samples) != len(images):
             raise EvalkitError(f"{len(samples)} samples but {len(images)} images")
-        return [self.score_one(s, im) for s, im in zip(samples, images, strict=True)]
+        # samples are independent: an HTTP judge gets several in flight, records as from the plain loop
+        pairs = list(zip(samples, images, strict=True))
+        return judge_map(self.judge, lambda pair: self.score_one(*pair), pairs)

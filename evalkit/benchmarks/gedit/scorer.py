@@ -13,7 +13,7 @@ from PIL import Image
 from evalkit.benchmarks.base import Sample, SampleScorer
 from evalkit.benchmarks.gedit.parse import Parsed, min_score, parse_reply
 from evalkit.errors import EvalkitError
-from evalkit.judges.base import Judge, JudgeFailure, ask
+from evalkit.judges.base import Judge, JudgeFailure, ask, judge_map
 
 
 @dataclass(frozen=True)
@@ -160,4 +160,6 @@ class GEditScorer(SampleScorer):
     def score_images(self, samples: list[Sample], images: list[Image.Image]) -> list[dict[str, Any]]:
         if len(samples) != len(images):
             raise EvalkitError(f"{len(samples)} samples but {len(images)} images")
-        return [self.score_one(s, im) for s, im in zip(samples, images, strict=True)]
+        # samples are independent: an HTTP judge gets several in flight, records as from the plain loop
+        pairs = list(zip(samples, images, strict=True))
+        return judge_map(self.judge, lambda pair: self.score_one(*pair), pairs)

@@ -19,7 +19,7 @@ from evalkit.benchmarks.wise.parse import (
     required_keys,
 )
 from evalkit.errors import EvalkitError
-from evalkit.judges.base import Judge, JudgeFailure, ask
+from evalkit.judges.base import Judge, JudgeFailure, ask, judge_map
 
 MAX_ATTEMPTS = 3  # MAX_EXTRACT_RETRIES of the official evaluators
 
@@ -111,4 +111,6 @@ class WISEScorer(SampleScorer):
     def score_images(self, samples: list[Sample], images: list[Image.Image]) -> list[dict[str, Any]]:
         if len(samples) != len(images):
             raise EvalkitError(f"{len(samples)} samples but {len(images)} images")
-        return [self.score_one(s, im) for s, im in zip(samples, images, strict=True)]
+        # samples are independent: an HTTP judge gets several in flight, records as from the plain loop
+        pairs = list(zip(samples, images, strict=True))
+        return judge_map(self.judge, lambda pair: self.score_one(*pair), pairs)
