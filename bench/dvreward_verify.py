@@ -9,6 +9,14 @@ DVReward uses); `full` sends each question as its own full forward over image an
 (`HFJudge.p_yes_full_forward`, what a server without prefix caching does). The ideal ratio counts LLM
 tokens only: Q x (P + S) for full requests vs P + Q x S with reuse (P prefix tokens including the image,
 S suffix tokens per question); the vision encoder, which `full` also repeats Q times, is not counted.
+
+    python bench/dvreward_verify.py --configs --http-images 16 --questions 16    # HTTP concurrent-images mode
+
+`--http-images N` also times DVReward over N images through the HTTP judge against the project's local
+OpenAI-compatible server (`evalkit.judges.server`, a scripted model, `--http-latency` seconds per request
+spent concurrently, standing in for a vLLM/SGLang server): every question of every image one request at a
+time (`concurrency=1`), one image at a time with its questions concurrent (`workers=1`), and the default,
+all images' questions in flight together (`workers=None`). Rewards must be identical in all three.
 """
 
 from __future__ import annotations
@@ -143,9 +151,54 @@ def bench_one(judge: HFJudge, count: int, repeats: int, device: str, size: int) 
     }
 
 
+def bench_http(images: int, count: int, latency: float, concurrency: int) -> dict[str, float]:
+    """Seconds for DVReward over `images` images of `count` questions each, three ways (see the docstring)."""
+    from evalkit.dvreward.format import Decomposition
+    from evalkit.judges.openai_http import OpenAIJudge
+    from evalkit.judges.server import JudgeServer
+    from evalkit.rewards.dvreward import DVReward
+    from evalkit.testing.served import ScriptedJudgeModel
+
+    pictures = [
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+        for i in range(images)
+    ]
+    prompts = [f"prompt {i}" for i in range(images)]
+    asked = questions(count)
+    found = {
+        prompt: Decomposition.from_dict({
+            "prompt": prompt,
+            "semantic_questions": [
+                {"question_type": "semantic", "question": f"{q} ({i})", "is_valid": True, "tag": "Attribute"}
+                for q in asked[:-1]
+            ],
+            "quality_questions": [
+                {"question_type": "quality", "question": f"Is image {i} sharp?", "is_valid": True, "tag": "Clarity"}
+            ],
+        })
+        for i, prompt in enumerate(prompts)
+    }  # fmt: skip
+    seconds, rewards = {}, {}
+    for mode, window, workers in (
+        ("sequential", 1, 1),
+        ("per_image", concurrency, 1),
+        ("images", concurrency, None),
+    ):
+        with JudgeServer(ScriptedJudgeModel(), latency=latency) as server:
+            judge = OpenAIJudge(server.model_name, base_url=server.url, concurrency=window, timeout=60.0)
+            reward = DVReward(judge, questions=found, workers=workers)
+            start = time.perf_counter()
+            rewards[mode] = [v.reward for v in reward.verify(pictures, prompts)]
+            seconds[mode] = time.perf_counter() - start
+            judge.close()
+    if not rewards["sequential"] == rewards["per_image"] == rewards["images"] or None in rewards["images"]:
+        raise SystemExit(f"rewards differ between modes or abstain: {rewards}")
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", nargs="+", default=["tiny", "small"], choices=sorted(CONFIGS))
+    parser.add_argument("--configs", nargs="*", default=["tiny", "small"], choices=sorted(CONFIGS))
     parser.add_argument("--questions", nargs="+", type=int, default=[4, 16, 32])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
@@ -159,6 +212,9 @@ def main() -> None:
         help="DVReward's auditor prompt",
     )
     parser.add_argument("--json", default=None, help="append the measurements to this JSONL file")
+    parser.add_argument("--http-images", type=int, default=0, help="also the HTTP mode over N images")
+    parser.add_argument("--http-latency", type=float, default=0.25, help="server seconds per request")
+    parser.add_argument("--http-concurrency", type=int, default=32, help="the HTTP judge's maximum window")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
@@ -188,6 +244,32 @@ def main() -> None:
                 peak_mem_gb=peak_cuda_gb(args.device),
                 ideal=r["ideal"],
                 max_abs_dp=r["max_abs_dp"],
+            )
+    if args.http_images:
+        print(
+            f"\nHTTP judge, local server with {args.http_latency:g} s per request, {args.http_images} images, "
+            f"window up to {args.http_concurrency}"
+        )
+        print(
+            f"{'Q':>3} {'sequential s':>13} {'one image at a time s':>22} {'images together s':>18} {'ratios':>14}"
+        )
+        for count in args.questions:
+            t = bench_http(args.http_images, count, args.http_latency, args.http_concurrency)
+            vs_image, vs_seq = t["per_image"] / t["images"], t["sequential"] / t["images"]
+            print(
+                f"{count:>3} {t['sequential']:>13.2f} {t['per_image']:>22.2f} {t['images']:>18.2f} "
+                f"{vs_seq:>6.1f}x {vs_image:>6.1f}x"
+            )
+            emit(
+                args.json,
+                bench="dvreward_verify_http",
+                config=f"{args.http_images} images Q={count} latency={args.http_latency:g}",
+                device="cpu",
+                ratio=vs_image,
+                ratio_of="one image at a time / images together",
+                images_per_s=args.http_images / t["images"],
+                peak_mem_gb=None,
+                ratio_vs_sequential=vs_seq,
             )
 
 
