@@ -11,7 +11,9 @@ from evalkit.cli.options import DataDirOpt, DetectorOpt, JudgeOpt, JudgeUrlOpt, 
 
 
 def ablate_reward(
-    backbone: Annotated[str, typer.Option(help="sd35m, or tiny-sd3 (offline, minutes)")] = "sd35m",
+    backbone: Annotated[
+        str, typer.Option(help="sd35m or bagel; tiny-sd3 / tiny-bagel run offline in minutes")
+    ] = "sd35m",
     rewards: Annotated[
         str | None, typer.Option(help="comma-separated subset, e.g. pickscore,dvreward")
     ] = None,
@@ -29,8 +31,22 @@ def ablate_reward(
     detector: DetectorOpt = None,
     limit: LimitOpt = None,
     fmt: Annotated[str, typer.Option("--format", help="md or latex")] = "md",
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="trainer setting for every reward: key=value (BAGEL: preset keys)"),
+    ] = None,
+    reward_option: Annotated[
+        list[str] | None,
+        typer.Option(help="one reward's scorer option: NAME.KEY=VALUE (e.g. unifiedreward.judge_url=URL)"),
+    ] = None,
+    base: Annotated[
+        Path | None, typer.Option(help="backbone weights folder (default: checkpoints/<backbone>)")
+    ] = None,
 ) -> None:
-    """Train SD3 with GRPO once per reward, evaluate base + each LoRA, and print the ablation table."""
+    """Train once per reward (SD3: Flow-GRPO, BAGEL: AlphaGRPO), evaluate base + each LoRA, print the table.
+
+    Under torchrun / accelerate launch every rank trains and evaluates its shard; rank 0 writes the
+    folders and prints the table."""
     from evalkit import paths
     from evalkit.grpo.ablate import ablate
 
@@ -46,8 +62,19 @@ def ablate_reward(
         judge_url=judge_url,
         detector=detector,
         limit=limit,
+        overrides=set_ or [],
+        reward_options=reward_option or [],
+        base=base,
     )
-    print(result.latex if fmt == "latex" else result.markdown)
+    if paths_rank() == 0:
+        print(result.latex if fmt == "latex" else result.markdown)
+
+
+def paths_rank() -> int:
+    """This process's rank under torchrun (0 otherwise): only rank 0 prints the table."""
+    from evalkit.runs import Shard
+
+    return Shard.from_env().rank
 
 
 def register(app: typer.Typer) -> None:

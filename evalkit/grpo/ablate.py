@@ -7,12 +7,13 @@ Training, evaluation runs and the table are all resumable: finished trainings an
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from evalkit.errors import EvalkitError
+from evalkit.grpo.ablation import AblationSpec
 from evalkit.paths import manifest_dir
 
 
@@ -40,6 +41,11 @@ def spec_path(backbone: str) -> Path:
     return path
 
 
+def _sd3_model(backbone: str) -> Callable[[str, Path | None], tuple[str, dict[str, Any]]]:
+    """SD3 rows: the backbone itself, with `lora=` for a trained row."""
+    return lambda row, lora: (backbone, {"lora": str(lora)} if lora else {})
+
+
 def make_evaluator(
     backbone: str,
     evals: list[str],
@@ -53,38 +59,185 @@ def make_evaluator(
     seed: int,
     batch_size: int,
     eval_options: dict[str, dict[str, Any]] | None = None,
+    protocols: dict[str, str] | None = None,
+    model_for: Callable[[str, Path | None], tuple[str, dict[str, Any]]] | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    comm: Any = None,
 ) -> Callable[[str, Path | None], dict[str, float | None]]:
     """evaluate(row, lora) -> {tiif_short, tiif_long, geneval}: `evalkit.evaluate` per protocol, the
     generator loaded once per row. `eval_options` adds scorer options per evaluation (e.g. the tiny spec caps
-    the TIIF judge's reply length)."""
-    from evalkit.evaluator import evaluate
+    the TIIF judge's reply length); `protocols` replaces an evaluation's protocol (BAGEL: geneval@long);
+    `model_for(row, lora) -> (model, options)` names each row's model (default: the backbone + `lora=`).
+    Under torchrun (`comm` with several ranks) every rank evaluates its shard; rank 0 merges the shards
+    and hands the table to every rank."""
+    from evalkit.evaluator import evaluate, merge_run
     from evalkit.registry import lookup
     from evalkit.runs import stable_hash
 
     scorer_settings = {"detector": detector}
+    model_for = model_for or _sd3_model(backbone)
+    sharded = comm is not None and comm.world_size > 1
 
     def evaluate_row(row: str, lora: Path | None) -> dict[str, float | None]:
-        options = {"lora": str(lora)} if lora else {}
+        model, options = model_for(row, lora)
         loaded: dict[str, Any] = {}
         result: dict[str, float | None] = {}
         for name in evals:
             spec = EVALS[name]
-            judged = lookup("benchmarks", spec.protocol.split("@")[0]).load().needs_judge
+            protocol = (protocols or {}).get(name, spec.protocol)
+            judged = lookup("benchmarks", protocol.split("@")[0]).load().needs_judge
             outcome = evaluate(
-                spec.protocol, backbone, model_options=options, limit=limit, seed=seed, runs_dir=runs_dir,
+                protocol, model, model_options=options, limit=limit, seed=seed, runs_dir=runs_dir,
                 data_dir=data_dir, judge=judge if judged else None, judge_url=judge_url if judged else None,
                 score_options={**{k: scorer_settings[k] for k in spec.score_options},
                                **(eval_options or {}).get(name, {})},
-                batch_size=batch_size,
+                batch_size=batch_size, device=device, dtype=dtype,
                 generator=loaded.get("generator"), show_progress=False,
             )  # fmt: skip
             loaded["generator"] = outcome.generator or loaded.get("generator")
-            table = outcome.table
+            if sharded:
+                comm.barrier()  # every shard's records are on disk
+                table = None
+                if comm.rank == 0:
+                    summary = outcome.summary or merge_run(outcome.run_dir, data_dir=data_dir)[1].summary
+                    table = (summary or {}).get("table", {})
+                table = comm.broadcast(table)
+            else:
+                table = outcome.table
             result.update({key: table.get(column) for key, column in spec.cells.items()})
         stable_hash(result)  # fails loudly on a non-serialisable value before it is cached
         return result
 
     return evaluate_row
+
+
+def _reward_option(items: Sequence[str], names: list[str]) -> dict[str, dict[str, Any]]:
+    """`--reward-option NAME.KEY=VALUE` (VALUE parsed as YAML) -> {NAME: {KEY: VALUE}}."""
+    import yaml
+
+    from evalkit.errors import did_you_mean
+
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        target, sep, raw = item.partition("=")
+        name, dot, key = target.partition(".")
+        if not sep or not dot or not key:
+            raise EvalkitError(
+                f"--reward-option expects NAME.KEY=VALUE, got '{item}' "
+                "(e.g. --reward-option unifiedreward.judge_url=http://host:30000/v1)"
+            )
+        if name not in names:
+            raise did_you_mean("reward", name, names)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        out.setdefault(name, {})[key] = value
+    return out
+
+
+def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
+    from evalkit.grpo.alphagrpo.config import parse_overrides
+
+    return parse_overrides(items)
+
+
+def _sd3_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """`--set` on an SD3 backbone: GRPOConfig fields (YAML values), an unknown one named with the closest."""
+    import dataclasses
+
+    from evalkit.errors import did_you_mean
+    from evalkit.grpo.config import GRPOConfig
+
+    values = _parse_sets(items)
+    known = [f.name for f in dataclasses.fields(GRPOConfig)]
+    for key in values:
+        if key not in known:
+            raise did_you_mean("GRPOConfig field", key, known)
+    return values
+
+
+def _bagel_rows(base: Path, options: dict[str, Any]) -> Callable[[str, Path | None], tuple[str, dict]]:
+    """BAGEL rows: the base row is `bagel`, a trained row `alphagrpo` (RT2I variant) with its adapter merged,
+    both on the same base folder and with the spec's generator options."""
+
+    def model_for(row: str, lora: Path | None) -> tuple[str, dict[str, Any]]:
+        if lora is None:
+            return "bagel", {**options, "base": str(base)}
+        return "alphagrpo", {**options, "base": str(base), "lora": str(lora), "variant": "rt2i"}
+
+    return model_for
+
+
+def _base_folder(backbone: str, base: Path | None) -> Path | None:
+    """The backbone's weights folder: --base, else the checkpoint manifest's (tiny-bagel: built here)."""
+    if base is not None:
+        if not Path(base).expanduser().exists():
+            raise EvalkitError(f"--base {base} does not exist")
+        return Path(base).expanduser()
+    if backbone == "tiny-bagel":
+        from evalkit.testing.bagel import tiny_bagel_folder
+
+        return tiny_bagel_folder()
+    if backbone in ("bagel", "sd35m"):
+        from evalkit.checkpoints import resolve
+
+        return resolve(backbone)
+    return None
+
+
+def _comm():
+    """The process group under torchrun / accelerate launch (WORLD_SIZE > 1), else None."""
+    from evalkit.runs import Shard
+
+    if Shard.from_env().world_size == 1:
+        return None
+    from evalkit.grpo.alphagrpo.comm import Comm
+    from evalkit.grpo.alphagrpo.launch import _init_distributed
+
+    _init_distributed()
+    return Comm()
+
+
+def _footnotes(
+    spec: AblationSpec,
+    spec_name: str,
+    evals: list[str],
+    limit: int | None,
+    tiny: bool,
+    overrides: Sequence[str],
+) -> list[str]:
+    notes = []
+    if limit is None and spec.eval_limit is not None:
+        notes.append(
+            f"partial evaluation: the first {spec.eval_limit} samples of each benchmark per row "
+            f"(eval.limit in {spec_name}; pass --limit to change it)"
+        )
+    elif limit is not None:
+        notes.append(f"partial evaluation: the first {limit} samples of each benchmark per row (--limit)")
+    for name, values in spec.eval_options.items():
+        if name in evals:
+            settings = ", ".join(f"{k}={v}" for k, v in values.items())
+            notes.append(f"{name} scored with {settings} (eval.score_options in {spec_name})")
+    for name, protocol in spec.eval_protocols.items():
+        if name in evals:
+            notes.append(f"{name} evaluated as protocol {protocol} (eval.protocols in {spec_name})")
+    if spec.eval_model_options:
+        settings = ", ".join(f"{k}={v}" for k, v in spec.eval_model_options.items())
+        notes.append(f"every row generated with {settings} (eval.model_options in {spec_name})")
+    if spec.preset is not None:
+        changed = {**spec.train, **_parse_sets(overrides)}
+        what = ", ".join(f"{k}={v}" for k, v in changed.items()) or "none (the official values)"
+        notes.append(
+            f"trained with the AlphaGRPO preset {spec.preset}, reward_fn = the row's reward alone; "
+            f"values changed from the preset: {what} (train in {spec_name}, --set)"
+        )
+    elif overrides:
+        notes.append(f"trainer settings changed with --set {' '.join(overrides)}")
+    if tiny:
+        notes.append("tiny random-weight backbone, rewards and judge: the numbers only check the pipeline")
+    return notes
 
 
 def ablate(
@@ -102,89 +255,104 @@ def ablate(
     limit: int | None,
     seed: int = 42,
     batch_size: int = 4,
+    overrides: Sequence[str] = (),
+    reward_options: Sequence[str] = (),
+    base: Path | None = None,
 ):
-    """Run (or resume) the whole ablation; returns the AblationResult with Markdown and LaTeX tables."""
-    from evalkit.dvreward.decompose import read_prompts
+    """Run (or resume) the whole ablation; returns the AblationResult with Markdown and LaTeX tables.
+
+    SD3 backbones train with Flow-GRPO (`evalkit.grpo.trainer`), BAGEL backbones (a spec with a `preset`)
+    with AlphaGRPO (`evalkit.grpo.alphagrpo`). Under torchrun every rank trains and evaluates its shard;
+    rank 0 alone writes the shared files. Every user error is raised before any model loads."""
     from evalkit.grpo.ablation import load_ablation_spec, run_reward_ablation
-    from evalkit.grpo.launch import load_pipeline
-    from evalkit.rewards.factory import build_reward
+    from evalkit.rewards.checks import JUDGED, check_reward
 
     unknown = [e for e in evals if e not in EVALS]
     if unknown:
         raise EvalkitError(f"unknown evaluation '{unknown[0]}' (use {', '.join(EVALS)})")
-    spec = load_ablation_spec(spec_path(backbone))
-    if rewards:
-        for name in rewards:
-            if name not in {r.name for r in spec.rewards}:
-                from evalkit.errors import did_you_mean
+    spec_file = spec_path(backbone)
+    spec = load_ablation_spec(spec_file)
+    names = [r.name for r in spec.rewards]
+    for name in rewards or []:
+        if name not in names:
+            from evalkit.errors import did_you_mean
 
-                raise did_you_mean("reward", name, [r.name for r in spec.rewards])
-    tiny = backbone.startswith("tiny")
+            raise did_you_mean("reward", name, names)
+    chosen = [spec.reward(name) for name in rewards] if rewards else list(spec.rewards)
+    for name, values in _reward_option(reward_options, names).items():
+        spec.reward(name).scorer.update(values)
+    alphagrpo, tiny = spec.preset is not None, backbone.startswith("tiny")
     if prompts_file is None:
         if not tiny:
-            raise EvalkitError("pass --prompts FILE (training prompts, .txt or .jsonl) for a real backbone")
+            kind = "an AlphaGRPO-format .jsonl with questions, or .txt" if alphagrpo else ".txt or .jsonl"
+            raise EvalkitError(f"pass --prompts FILE for --backbone {backbone} (training prompts: {kind})")
         from evalkit.paths import DEMO_DATA_DIR
 
         prompts_file = DEMO_DATA_DIR / "geneval" / "evaluation_metadata.jsonl"  # pipeline check only
-    prompts = read_prompts(prompts_file)
-    footnotes = []
-    if limit is None and spec.eval_limit is not None:
-        limit = spec.eval_limit
-        footnotes.append(
-            f"partial evaluation: the first {limit} samples of each benchmark per row "
-            f"(eval.limit in {spec_path(backbone).name}; pass --limit to change it)"
-        )
-    elif limit is not None:
-        footnotes.append(f"partial evaluation: the first {limit} samples of each benchmark per row (--limit)")
-    for name, values in spec.eval_options.items():
-        if name in evals:
-            settings = ", ".join(f"{k}={v}" for k, v in values.items())
-            footnotes.append(
-                f"{name} scored with {settings} (eval.score_options in {spec_path(backbone).name})"
-            )
-    if tiny:
-        footnotes.append(
-            "tiny random-weight backbone, rewards and judge: the numbers only check the pipeline"
-        )
-    from evalkit.rewards.checks import check_reward
+    if alphagrpo:
+        from evalkit.grpo.alphagrpo.trainer import read_prompts as read_records
 
-    for run in spec.rewards:  # a reward that cannot work is refused before any training starts
-        if not rewards or run.name in rewards:
-            check_reward(run.name, run.scorer, prompts=[(p, {}) for p in prompts])
+        records = read_records(prompts_file)
+        if not records:
+            raise EvalkitError(f"no prompts in {prompts_file}")
+        pairs = [(r["prompt"], r) for r in records]
+    else:
+        from evalkit.dvreward.decompose import read_prompts
+
+        prompts = read_prompts(prompts_file)
+        pairs = [(p, {}) for p in prompts]
+    if alphagrpo and not tiny:  # judged rewards take the explicit judge: there is no default one
+        missing = [r.name for r in chosen if r.registry_name in JUDGED and not r.scorer.get("judge")]
+        if missing and not judge_spec:
+            raise EvalkitError(
+                f"reward(s) {', '.join(missing)} need a judge: pass --judge openai:<model> --judge-url URL "
+                "(or hf:<id>; --reward-option NAME.judge=... sets one reward's own)"
+            )
+        for run in chosen:
+            if run.name in missing:
+                run.scorer.update({"judge": judge_spec, **({"judge_url": judge_url} if judge_url else {})})
+    footnotes = _footnotes(spec, spec_file.name, evals, limit, tiny, overrides)
+    if limit is None:
+        limit = spec.eval_limit
+    for run in chosen:  # a reward that cannot work is refused before any training starts
+        check_reward(run.registry_name, run.scorer, prompts=pairs)
     judge_spec = judge_spec or ("tiny" if tiny else None)
     if "tiif" in evals and not judge_spec:
         raise EvalkitError(
             "TIIF-Bench needs a judge: --judge hf:<id> or --judge openai:<model> --judge-url URL"
         )
-    evaluate = make_evaluator(
-        backbone,
-        evals,
-        data_dir=data_dir,
-        runs_dir=out_dir / "eval",
-        judge=judge_spec,
-        judge_url=judge_url,
-        detector=detector or ("tiny" if tiny else "mmdet"),
-        limit=limit,
-        seed=seed,
-        batch_size=batch_size,
-        eval_options=spec.eval_options,
-    )
+    if alphagrpo:
+        from evalkit.grpo.alphagrpo.ablate import reward_configs
 
-    def pipeline_factory():
-        if backbone == "sd35m":
-            from evalkit.checkpoints import resolve
+        configs = reward_configs(spec, chosen, _parse_sets(overrides), out_dir, steps)
+    else:
+        spec.train.update(_sd3_overrides(overrides))
+    base = _base_folder(backbone, base)  # missing weights: one line, still before anything loads
+    comm = _comm()
+    common: dict[str, Any] = dict(
+        data_dir=data_dir, runs_dir=out_dir / "eval", judge=judge_spec, judge_url=judge_url,
+        detector=detector or ("tiny" if tiny else "mmdet"), limit=limit, seed=seed, batch_size=batch_size,
+        eval_options=spec.eval_options, protocols=spec.eval_protocols, comm=comm,
+    )  # fmt: skip
+    if alphagrpo:
+        from evalkit.grpo.alphagrpo.ablate import make_trainer
 
-            return load_pipeline(str(resolve("sd35m")))
-        return load_pipeline(backbone)
+        assert base is not None
+        device = "cpu" if tiny else None
+        evaluate = make_evaluator(
+            backbone, evals, model_for=_bagel_rows(base, spec.eval_model_options), device=device,
+            dtype="fp32" if tiny else None, **common,
+        )  # fmt: skip
+        trainer = make_trainer(configs, model=str(base), prompts=[r for _, r in pairs], device=device)
+        return run_reward_ablation(
+            spec, None, None, evaluate, [p for p, _ in pairs], out_dir, rewards=rewards, steps=steps,
+            footnotes=footnotes, trainer=trainer, comm=comm,
+        )  # fmt: skip
+    from evalkit.grpo.launch import load_pipeline
+    from evalkit.rewards.factory import build_reward
 
+    evaluate = make_evaluator(backbone, evals, **common)
     return run_reward_ablation(
-        spec,
-        pipeline_factory,
-        build_reward,
-        evaluate,
-        prompts,
-        out_dir,
-        rewards=rewards,
-        steps=steps,
-        footnotes=footnotes,
-    )
+        spec, lambda: load_pipeline(str(base) if base else backbone), build_reward, evaluate, prompts,
+        out_dir, rewards=rewards, steps=steps, footnotes=footnotes, comm=comm,
+    )  # fmt: skip

@@ -41,8 +41,13 @@ class Column:
 class RewardRun:
     name: str  # row name and run folder, e.g. "pickscore"
     scorer: dict[str, Any] = field(default_factory=dict)  # options for scorer_factory
-    train: dict[str, Any] = field(default_factory=dict)  # GRPOConfig overrides for this reward
+    train: dict[str, Any] = field(default_factory=dict)  # trainer overrides for this reward
     title: str | None = None  # row label in the table
+    reward: str | None = None  # registry name when it differs from the row name (e.g. dvreward@alphagrpo)
+
+    @property
+    def registry_name(self) -> str:
+        return self.reward or self.name
 
 
 @dataclass
@@ -54,6 +59,11 @@ class AblationSpec:
     prompts: str | None = None  # where the training prompts come from (interpreted by the caller)
     eval_limit: int | None = None  # default --limit of every evaluation (stated in the table footnote)
     eval_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # scorer options per evaluation
+    # AlphaGRPO backbones: the official preset every reward trains from (`train` holds dotted overrides)
+    preset: str | None = None
+    trainer_options: dict[str, Any] = field(default_factory=dict)  # e.g. max_think_tokens
+    eval_protocols: dict[str, str] = field(default_factory=dict)  # evaluation -> protocol (geneval@long)
+    eval_model_options: dict[str, Any] = field(default_factory=dict)  # generator options of every row
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AblationSpec:
@@ -69,6 +79,10 @@ class AblationSpec:
             prompts=data.get("prompts"),
             eval_limit=(data.get("eval") or {}).get("limit"),
             eval_options=dict((data.get("eval") or {}).get("score_options") or {}),
+            preset=data.get("preset"),
+            trainer_options=dict(data.get("trainer_options") or {}),
+            eval_protocols=dict((data.get("eval") or {}).get("protocols") or {}),
+            eval_model_options=dict((data.get("eval") or {}).get("model_options") or {}),
         )
 
     def reward(self, name: str) -> RewardRun:
@@ -127,7 +141,7 @@ def train_reward(
     if any((Path(config.output_dir) / "checkpoints").glob("checkpoint-*")):
         config.resume_from = "latest"
     trainer = GRPOTrainer(
-        config, pipeline_factory(), {run.name: scorer_factory(run.name, run.scorer)}, prompts
+        config, pipeline_factory(), {run.name: scorer_factory(run.registry_name, run.scorer)}, prompts
     )
     trainer.train()
     trainer.save_lora(final)
@@ -136,16 +150,25 @@ def train_reward(
 
 
 def _cached_eval(
-    folder: Path, row: str, lora: Path | None, evaluate: Callable[[str, Path | None], Mapping[str, float]]
+    folder: Path,
+    row: str,
+    lora: Path | None,
+    evaluate: Callable[[str, Path | None], Mapping[str, float]],
+    comm: Any = None,
 ) -> dict[str, float]:
+    """The row's values, from `eval.json` when it exists. Every rank evaluates (its shard); only rank 0
+    writes the file, and the barrier after it keeps the ranks in step."""
     cache = folder / "eval.json"
     if cache.exists():
         return json.loads(cache.read_text())
     values = {k: None if v is None else float(v) for k, v in evaluate(row, lora).items()}
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
-    tmp.write_text(json.dumps(values, indent=2))
-    tmp.replace(cache)
+    if comm is None or comm.rank == 0:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_text(json.dumps(values, indent=2))
+        tmp.replace(cache)
+    if comm is not None:
+        comm.barrier()
     return values
 
 
@@ -206,8 +229,8 @@ def format_table(
 
 def run_reward_ablation(
     spec: AblationSpec,
-    pipeline_factory: Callable[[], Any],
-    scorer_factory: Callable[[str, dict[str, Any]], Scorer],
+    pipeline_factory: Callable[[], Any] | None,
+    scorer_factory: Callable[[str, dict[str, Any]], Scorer] | None,
     evaluate: Callable[[str, Path | None], Mapping[str, float]],
     prompts: Sequence[str | Mapping[str, Any]],
     out_dir: str | Path,
@@ -215,14 +238,20 @@ def run_reward_ablation(
     steps: int | None = None,
     footnotes: Sequence[str] = (),
     progress: Callable[[str], None] | None = None,
+    trainer: Callable[[RewardRun], Path] | None = None,
+    comm: Any = None,
 ) -> AblationResult:
     """Train one LoRA per reward, evaluate base + each LoRA, write ablation.md / ablation.tex / results.json.
 
     `evaluate(row, lora_folder_or_None)` returns ``{column key: value}`` (None = the base model);
     `scorer_factory(reward name, options)` builds the reward's Scorer; `steps` overrides `num_epochs`.
+    `trainer(run) -> adapter folder` replaces the Flow-GRPO training (AlphaGRPO on BAGEL passes its own;
+    then `pipeline_factory` and `scorer_factory` are unused). `comm` (rank, barrier) makes the driver
+    rank-aware under torchrun: every rank trains and evaluates, only rank 0 writes the shared files.
     """
     out_dir = Path(out_dir)
-    say = progress or _stderr
+    rank = comm.rank if comm is not None else 0
+    say = progress or (_stderr if rank == 0 else _quiet)
     chosen = [spec.reward(name) for name in rewards] if rewards else list(spec.rewards)
     stages = 2 * len(chosen) + 1
     loras: dict[str, Path] = {}
@@ -230,20 +259,25 @@ def run_reward_ablation(
     for i, run in enumerate(chosen, 1):
         say(f"[{i}/{stages}] training {run.name} ({out_dir / run.name})")
         try:
-            loras[run.name] = train_reward(
-                spec, run, pipeline_factory, scorer_factory, prompts, out_dir, steps
-            )
+            if trainer is not None:
+                loras[run.name] = trainer(run)
+            else:
+                loras[run.name] = train_reward(
+                    spec, run, pipeline_factory, scorer_factory, prompts, out_dir, steps
+                )
         except EvalkitError as error:  # e.g. every rollout abstained: a row that says why, not a tie
             not_trained[run.name] = str(error)
             say(f"[{i}/{stages}] {run.name} not trained: {error}")
+        if comm is not None:
+            comm.barrier()  # rank 0 saves the adapter; nobody evaluates it before it is on disk
     say(f"[{len(chosen) + 1}/{stages}] evaluating {BASE_ROW}")
-    rows = {BASE_ROW: _cached_eval(out_dir / BASE_ROW, BASE_ROW, None, evaluate)}
+    rows = {BASE_ROW: _cached_eval(out_dir / BASE_ROW, BASE_ROW, None, evaluate, comm)}
     for i, run in enumerate(chosen, len(chosen) + 2):
         if run.name in not_trained:
             rows[run.name] = {}
             continue
         say(f"[{i}/{stages}] evaluating {run.name}")
-        rows[run.name] = _cached_eval(out_dir / run.name, run.name, loras[run.name], evaluate)
+        rows[run.name] = _cached_eval(out_dir / run.name, run.name, loras[run.name], evaluate, comm)
     titles = {BASE_ROW: f"{spec.backbone} (base)", **{r.name: r.title or r.name for r in chosen}}
     notes = list(footnotes) + [f"{titles[name]}: not trained ({why})" for name, why in not_trained.items()]
     notes += [
@@ -252,11 +286,18 @@ def run_reward_ablation(
         if all(values.get(col.key) is None for values in rows.values())
     ]
     markdown, latex = format_table(rows, spec.columns, titles, notes)
-    (out_dir / "ablation.md").write_text(markdown)
-    (out_dir / "ablation.tex").write_text(latex)
-    results = {"backbone": spec.backbone, "rows": rows, "not_trained": not_trained, "footnotes": notes}
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+    if rank == 0:
+        (out_dir / "ablation.md").write_text(markdown)
+        (out_dir / "ablation.tex").write_text(latex)
+        results = {"backbone": spec.backbone, "rows": rows, "not_trained": not_trained, "footnotes": notes}
+        (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+    if comm is not None:
+        comm.barrier()
     return AblationResult(rows=rows, markdown=markdown, latex=latex, lora_paths=loras)
+
+
+def _quiet(line: str) -> None:
+    """Ranks other than 0 say nothing (rank 0 reports for all)."""
 
 
 def _stderr(line: str) -> None:

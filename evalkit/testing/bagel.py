@@ -5,6 +5,8 @@ Numbers produced by these models are meaningless; they exist to exercise the rea
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
@@ -88,3 +90,36 @@ def use_transparent_decoder(pipe: BagelPipeline) -> BagelPipeline:
 
     pipe.vae.decode = decode  # type: ignore[method-assign]
     return pipe
+
+
+#: The tiny BAGEL that `tiny-bagel` trains and evaluates (hidden 32: LoRA r 4 fits it).
+TINY_BAGEL_SHAPE = {"hidden": 32, "layers": 2, "heads": 2, "kv_heads": 1}
+_TINY_BAGEL_VERSION = "1"
+
+
+def tiny_bagel_folder(folder: Path | None = None) -> Path:
+    """The tiny random BAGEL (seed 0) saved once in the official layout (float32), so that training and
+    evaluation load the same base weights through the real loading code."""
+    import hashlib
+    import json
+    import os
+    import shutil
+    import tempfile
+
+    from evalkit.bagel.loading import save_pretrained
+    from evalkit.paths import cache_dir
+
+    if folder is None:
+        key = json.dumps([TINY_BAGEL_SHAPE, _TINY_BAGEL_VERSION], sort_keys=True)
+        folder = cache_dir() / f"tiny-bagel-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    folder = Path(folder)
+    if (folder / "ema.safetensors").exists():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tiny-bagel-", dir=folder.parent))
+    save_pretrained(random_pipeline(tiny_config(**TINY_BAGEL_SHAPE), seed=0), tmp, dtype=torch.float32)
+    try:
+        os.replace(tmp, folder)  # another process may have published it first: keep theirs
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder

@@ -42,6 +42,14 @@ class Comm:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return float(t[0]) / self.world_size
 
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's `value` on every rank (e.g. a table only rank 0 could compute)."""
+        if not self.active:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
     def barrier(self) -> None:
         if self.active:
             dist.barrier()
