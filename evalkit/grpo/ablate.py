@@ -7,7 +7,8 @@ Training, evaluation runs and the table are all resumable: finished trainings an
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,17 +188,26 @@ def _base_folder(backbone: str, base: Path | None) -> Path | None:
     return None
 
 
-def _comm():
-    """The process group under torchrun / accelerate launch (WORLD_SIZE > 1), else None."""
+@contextlib.contextmanager
+def _process_group() -> Iterator[Any]:
+    """The ranks' Comm under torchrun / accelerate launch (WORLD_SIZE > 1), else None. A process group
+    created here is destroyed on the way out (an undestroyed gloo group can abort the interpreter)."""
     from evalkit.runs import Shard
 
     if Shard.from_env().world_size == 1:
-        return None
+        yield None
+        return
     from evalkit.grpo.alphagrpo.comm import Comm
     from evalkit.grpo.alphagrpo.launch import _init_distributed
 
-    _init_distributed()
-    return Comm()
+    created = _init_distributed()
+    try:
+        yield Comm()
+    finally:
+        if created:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
 
 
 def _footnotes(
@@ -328,31 +338,32 @@ def ablate(
     else:
         spec.train.update(_sd3_overrides(overrides))
     base = _base_folder(backbone, base)  # missing weights: one line, still before anything loads
-    comm = _comm()
-    common: dict[str, Any] = dict(
-        data_dir=data_dir, runs_dir=out_dir / "eval", judge=judge_spec, judge_url=judge_url,
-        detector=detector or ("tiny" if tiny else "mmdet"), limit=limit, seed=seed, batch_size=batch_size,
-        eval_options=spec.eval_options, protocols=spec.eval_protocols, comm=comm,
-    )  # fmt: skip
-    if alphagrpo:
-        from evalkit.grpo.alphagrpo.ablate import make_trainer
-
-        assert base is not None
-        device = "cpu" if tiny else None
-        evaluate = make_evaluator(
-            backbone, evals, model_for=_bagel_rows(base, spec.eval_model_options), device=device,
-            dtype="fp32" if tiny else None, **common,
+    with _process_group() as comm:
+        common: dict[str, Any] = dict(
+            data_dir=data_dir, runs_dir=out_dir / "eval", judge=judge_spec, judge_url=judge_url,
+            detector=detector or ("tiny" if tiny else "mmdet"), limit=limit, seed=seed, batch_size=batch_size,
+            eval_options=spec.eval_options, protocols=spec.eval_protocols, comm=comm,
         )  # fmt: skip
-        trainer = make_trainer(configs, model=str(base), prompts=[r for _, r in pairs], device=device)
+        if alphagrpo:
+            from evalkit.grpo.alphagrpo.ablate import make_trainer
+
+            assert base is not None
+            device = "cpu" if tiny else None
+            evaluate = make_evaluator(
+                backbone, evals, model_for=_bagel_rows(base, spec.eval_model_options), device=device,
+                dtype="fp32" if tiny else None, **common,
+            )  # fmt: skip
+            trainer = make_trainer(configs, model=str(base), prompts=[r for _, r in pairs], device=device)
+            return run_reward_ablation(
+                spec, None, None, evaluate, [p for p, _ in pairs], out_dir, rewards=rewards, steps=steps,
+                footnotes=footnotes, trainer=trainer, comm=comm,
+            )  # fmt: skip
+        from evalkit.grpo.launch import load_pipeline
+        from evalkit.rewards.factory import build_reward
+
+        evaluate = make_evaluator(backbone, evals, **common)
         return run_reward_ablation(
-            spec, None, None, evaluate, [p for p, _ in pairs], out_dir, rewards=rewards, steps=steps,
-            footnotes=footnotes, trainer=trainer, comm=comm,
+            spec, lambda: load_pipeline(str(base) if base else backbone), build_reward, evaluate,
+            [p for p, _ in pairs],
+            out_dir, rewards=rewards, steps=steps, footnotes=footnotes, comm=comm,
         )  # fmt: skip
-    from evalkit.grpo.launch import load_pipeline
-    from evalkit.rewards.factory import build_reward
-
-    evaluate = make_evaluator(backbone, evals, **common)
-    return run_reward_ablation(
-        spec, lambda: load_pipeline(str(base) if base else backbone), build_reward, evaluate, prompts,
-        out_dir, rewards=rewards, steps=steps, footnotes=footnotes, comm=comm,
-    )  # fmt: skip

@@ -17,7 +17,8 @@ from typing import Any
 from evalkit.errors import EvalkitError, did_you_mean
 from evalkit.grpo.ablation import AblationSpec, RewardRun
 from evalkit.grpo.alphagrpo import config as presets
-from evalkit.grpo.alphagrpo.trainer import TrainerOptions, validate
+from evalkit.grpo.alphagrpo import parallel
+from evalkit.grpo.alphagrpo.options import TrainerOptions, validate
 
 FINAL_ADAPTER = Path("final") / "adapter"
 #: TrainerOptions a spec's `trainer_options` may set (the rest is per run)
@@ -65,6 +66,8 @@ def reward_configs(
         count = steps if steps is not None else int(config["num_epochs"])
         options = trainer_options(spec, run, out_dir / run.name, count)
         validate(config, options, world)
+        parallel.check_mixed_precision(config)
+        parallel.strategy_from_env()  # DeepSpeed and unknown strategies: refused now
         out[run.name] = (config, options)
     return out
 
@@ -89,6 +92,8 @@ def make_trainer(
     """trainer(run) -> the run's adapter folder: trains (or resumes, or skips when its adapter exists)."""
 
     def train(run: RewardRun) -> Path:
+        import torch
+
         from evalkit.grpo.alphagrpo.comm import Comm
         from evalkit.grpo.alphagrpo.launch import _init_distributed, load_trainable
         from evalkit.grpo.alphagrpo.trainer import AlphaGRPOTrainer
@@ -97,22 +102,27 @@ def make_trainer(
         final = Path(options.run_dir) / FINAL_ADAPTER
         if (final / "adapter_config.json").exists():
             return final
-        import torch
-
+        strategy = parallel.strategy_from_env()  # DDP or FSDP, as `train_alphagrpo` runs it
         _init_distributed()
         # the LoRA's Gaussian init from one seed on every rank: what DDP gives the official code (it
         # broadcasts rank 0's weights, drawn after set_seed(42 + 0)); ranks must start from the same adapter
         torch.manual_seed(int(config["seed"]))
         trainable = load_trainable(model, config, device)
         trainer = AlphaGRPOTrainer(
-            trainable, config, [dict(p) for p in prompts], dataclasses.replace(options), comm=Comm()
+            trainable,
+            config,
+            [dict(p) for p in prompts],
+            dataclasses.replace(options),
+            comm=Comm(),
+            strategy=strategy,
         )
         resume = latest_checkpoint(Path(options.run_dir))
         if resume is not None:
             trainer.resume(resume)
         trainer.train()
+        lora = {n: parallel.full(v).clone() for n, v in trainable.lora_state().items()}  # every rank (FSDP)
         if trainer.comm.rank == 0:
-            trainable.save_adapter(final)
+            trainable.save_adapter(final, state=lora)
         trainer.comm.barrier()
         return final
 
