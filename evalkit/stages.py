@@ -22,6 +22,18 @@ RESCORE_ALONE = (
 )
 
 
+def judge_cache_path(run_root: Path) -> Path:
+    """The run's judge reply cache. SQLite's WAL needs every writer on one host, so the nodes of a
+    multi-node job (torchrun's LOCAL_WORLD_SIZE < WORLD_SIZE) keep one file each."""
+    import os
+    import socket
+
+    world, local = os.environ.get("WORLD_SIZE", ""), os.environ.get("LOCAL_WORLD_SIZE", "")
+    if world.isdigit() and local.isdigit() and int(local) < int(world):
+        return Path(run_root) / f"judge_cache.{socket.gethostname()}.sqlite"
+    return Path(run_root) / "judge_cache.sqlite"
+
+
 @dataclass
 class JudgeChoice:
     """A judge named by spec (hf:<id>, openai:<model>, tiny, ...); loaded only when scoring has work."""
@@ -44,7 +56,7 @@ class JudgeChoice:
 
         extra = {"allow_download": True} if self.allow_download else {}
         return load_judge(
-            self.spec, url=self.url, cache_path=run_root / "judge_cache.sqlite", **self.options, **extra
+            self.spec, url=self.url, cache_path=judge_cache_path(run_root), **self.options, **extra
         )
 
 
@@ -159,7 +171,7 @@ def srr_stage(run, bench, samples, make_refiner, srr: SRROptions, *, seed, make_
         from evalkit.rewards.factory import build_reward
 
         options = {"judge": srr.judge, "judge_url": srr.judge_url, "questions": srr.questions}
-        reward = build_reward("dvreward", {**options, "cache_path": run.root / "judge_cache.sqlite"})
+        reward = build_reward("dvreward", {**options, "cache_path": judge_cache_path(run.root)})
     oracle = make_oracle_scorer() if srr.gate == "oracle" and make_oracle_scorer is not None else None
     bar, advance = _bar(show_progress, f"srr x{srr.rounds} ({srr.gate})", len(todo), beat)
     with bar:

@@ -185,15 +185,15 @@ def judge_of(run: RunFolder) -> str | None:
 
 def served_snapshots(run_dir: Path) -> set[str]:
     """Model snapshots a judge server answered with, as recorded in the run's reply cache."""
-    path = Path(run_dir) / "judge_cache.sqlite"
-    if not path.exists():
-        return set()
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            rows = db.execute("SELECT DISTINCT json_extract(value, '$.snapshot') FROM replies").fetchall()
-    except sqlite3.Error:
-        return set()
-    return {str(r[0]) for r in rows if r[0]}
+    found: set[str] = set()
+    for path in sorted(Path(run_dir).glob("judge_cache*.sqlite")):  # one per node of a multi-node job
+        try:
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+                rows = db.execute("SELECT DISTINCT json_extract(value, '$.snapshot') FROM replies").fetchall()
+        except sqlite3.Error:
+            continue
+        found |= {str(r[0]) for r in rows if r[0]}
+    return found
 
 
 def detector_of(run: RunFolder) -> str | None:
