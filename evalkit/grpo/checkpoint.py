@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 
 from evalkit.grpo.distributed import full_tensor
 
-if TYPE_CHECKING:
-    from evalkit.grpo.trainer import GRPOTrainer
+GRPOTrainer = Any  # evalkit.grpo.trainer.GRPOTrainer (not imported: the trainer imports this module)
 
 STATE_FILE = "trainer_state.pt"
 LORA_DIR = "lora"
