@@ -326,6 +326,10 @@ def ablate(
         limit = spec.eval_limit
     for run in chosen:  # a reward that cannot work is refused before any training starts
         check_reward(run.registry_name, run.scorer, prompts=pairs)
+        if run.registry_name in JUDGED and not tiny:  # which model judged each reward (never its URL)
+            footnotes.append(
+                f"{run.title or run.name} ({run.registry_name}) judged by {run.scorer.get('judge')}"
+            )
     judge_spec = judge_spec or ("tiny" if tiny else None)
     if "tiif" in evals and not judge_spec:
         raise EvalkitError(

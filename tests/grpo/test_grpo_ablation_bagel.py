@@ -120,6 +120,8 @@ def test_user_errors_are_one_line_before_anything_loads(cli, tmp_path, monkeypat
         ("--backbone", "tiny-bagel", "--set", "train.learning_rat=1"): "did you mean 'train.learning_rate'",
         ("--backbone", "tiny-bagel", "--reward-option", "pickscor.tiny=true"): "did you mean 'pickscore'",
         ("--backbone", "tiny-bagel", "--rewards", "dvreward", "--prompts", prompts): "questions",
+        ("--backbone", "bagel", "--prompts", prompts, "--rewards", "dvreward", "--judge", "tiny", "--eval", "geneval"):
+            "needs an OpenAI-compatible judge",  # the spec's DVReward is AlphaGRPO's own reward function
         ("--backbone", "bagel", "--prompts", prompts, "--rewards", "pickscore", "--eval", "geneval"):
             "num_gpus=56 but 1 process(es) run; pass --set num_gpus=1",
         (
