@@ -205,9 +205,10 @@ def score(
     scorer = make_scorer()
     written = 0
     # an HTTP judge's scorer gets enough images per call to keep the judge's window full
-    for chunk in _chunks(todo, max(batch_size, scorer.parallel_images())):
-        images = [run.load_image(s.id, k) for s, k in chunk]
-        for (s, k), rec in zip(chunk, scorer.score_images([s for s, _ in chunk], images), strict=True):
+    for whole in _chunks(todo, max(batch_size, scorer.parallel_images())):
+        chunk, images, unreadable = _load_until_unreadable(run, whole)
+        scored = scorer.score_images([s for s, _ in chunk], images) if chunk else []
+        for (s, k), rec in zip(chunk, scored, strict=True):
             record = {
                 "id": f"{s.id}/{k}",
                 "sample_id": s.id,
@@ -224,7 +225,23 @@ def score(
                 append_jsonl(target, record)
             written += 1
         progress(len(chunk))
+        if unreadable is not None:
+            raise unreadable
     return written
+
+
+def _load_until_unreadable(run: Run, chunk: list) -> tuple[list, list, Exception | None]:
+    """The chunk's images up to the first that cannot be read, and that error: the images before it are
+    still scored and recorded, so a resumed run asks only for what is left, whatever the chunk size."""
+    from evalkit.errors import EvalkitError
+
+    images = []
+    for s, k in chunk:
+        try:
+            images.append(run.load_image(s.id, k))
+        except EvalkitError as error:
+            return chunk[: len(images)], images, error
+    return chunk, images, None
 
 
 def _chunks(items: list, size: int) -> Iterable[list]:
