@@ -11,8 +11,13 @@ from pathlib import Path
 from setuptools import setup
 from setuptools.command.build_py import build_py
 
-# folder -> glob of the files the wheel carries (checkpoints/<name>/ holds weights: never packaged)
-BUNDLED = {"benchmarks": "*.yaml", "checkpoints": "*.yaml", "reward_ablation": "**/*.yaml"}
+# folder -> globs of the files the wheel carries (checkpoints/<name>/ holds weights: never packaged);
+# the tiny ablation specs name their DVReward questions file relative to themselves
+BUNDLED = {
+    "benchmarks": ("*.yaml",),
+    "checkpoints": ("*.yaml",),
+    "reward_ablation": ("**/*.yaml", "*.jsonl"),
+}
 
 
 class BuildPyWithManifests(build_py):
@@ -21,8 +26,8 @@ class BuildPyWithManifests(build_py):
     def run(self) -> None:
         super().run()
         root = Path(__file__).resolve().parent
-        for folder, pattern in BUNDLED.items():
-            for src in sorted((root / folder).glob(pattern)):
+        for folder, patterns in BUNDLED.items():
+            for src in sorted(p for pattern in patterns for p in (root / folder).glob(pattern)):
                 dest = (
                     Path(self.build_lib) / "evalkit" / "manifests" / folder / src.relative_to(root / folder)
                 )

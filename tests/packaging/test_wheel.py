@@ -27,7 +27,11 @@ SOURCES = (
     "benchmarks",
     "reward_ablation",
 )
-MANIFEST_FOLDERS = {"benchmarks": "*.yaml", "checkpoints": "*.yaml", "reward_ablation": "**/*.yaml"}
+MANIFEST_FOLDERS = {
+    "benchmarks": ("*.yaml",),
+    "checkpoints": ("*.yaml",),
+    "reward_ablation": ("**/*.yaml", "*.jsonl"),
+}
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build", "manifests")
 
 
@@ -64,10 +68,12 @@ def test_wheel_carries_manifests_and_bundled_files(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = [
         f"evalkit/manifests/{folder}/{p.relative_to(REPO / folder)}"
-        for folder, pattern in MANIFEST_FOLDERS.items()
+        for folder, patterns in MANIFEST_FOLDERS.items()
+        for pattern in patterns
         for p in sorted((REPO / folder).glob(pattern))
     ]
     assert any("/benchmarks/" in e for e in expected) and any("/checkpoints/" in e for e in expected)
+    assert any(e.endswith("tiny-dvreward-questions.jsonl") for e in expected)  # the tiny specs' DVReward file
     expected += _bundled_package_files()
     missing = [e for e in expected if e not in names]
     assert not missing, f"not in {wheel.name}: {missing}"
