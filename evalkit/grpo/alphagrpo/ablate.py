@@ -92,7 +92,6 @@ def make_trainer(
     """trainer(run) -> the run's adapter folder: trains (or resumes, or skips when its adapter exists)."""
 
     def train(run: RewardRun) -> Path:
-        import torch
 
         from evalkit.grpo.alphagrpo.comm import Comm
         from evalkit.grpo.alphagrpo.launch import _init_distributed, load_trainable
@@ -104,9 +103,6 @@ def make_trainer(
             return final
         strategy = parallel.strategy_from_env()  # DDP or FSDP, as `train_alphagrpo` runs it
         _init_distributed()
-        # the LoRA's Gaussian init from one seed on every rank: what DDP gives the official code (it
-        # broadcasts rank 0's weights, drawn after set_seed(42 + 0)); ranks must start from the same adapter
-        torch.manual_seed(int(config["seed"]))
         trainable = load_trainable(model, config, device)
         trainer = AlphaGRPOTrainer(
             trainable,

@@ -43,9 +43,13 @@ def _init_distributed() -> bool:
 
 
 def load_trainable(model: str, config: dict[str, Any], device: str | None = None):
-    """`tiny-bagel` (random tiny BAGEL, offline) or an official-layout BAGEL folder, with LoRA."""
+    """`tiny-bagel` (random tiny BAGEL, offline) or an official-layout BAGEL folder, with LoRA.
+
+    The LoRA's random init is drawn from the config's seed, so every rank starts from the same adapter
+    (what DDP's broadcast of rank 0's weights gives the official code) and 1 and N processes agree."""
     from evalkit.bagel.train import TrainableBagel
 
+    torch.manual_seed(int(config["seed"]))
     cuda = torch.cuda.is_available()
     device = device or ("cuda" if cuda else "cpu")
     autocast = torch.bfloat16 if config["mixed_precision"] == "bf16" and device.startswith("cuda") else None
