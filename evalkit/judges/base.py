@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from PIL import Image
+
+from evalkit.judges.cache import ReplyCache, cache_key
+from evalkit.judges.messages import messages_fingerprint, with_system
 
 
 class JudgeFailure(Exception):
@@ -60,6 +64,64 @@ class Judge(Protocol):
         """The reply text. Raises JudgeFailure; UnparseableReply (not cached) when `validate(text)` raises
         ValueError, so that only complete, parsed replies are cached."""
         ...
+
+
+CHAT_DECODING_KEYS = ("temperature", "max_tokens", "top_p", "seed")
+
+
+class CachedChat:
+    """The part of `chat()` every judge shares: the cache lookup, `validate`, failure counting and the
+    cache write. A judge supplies `_chat_reply` (one real request) and `_key_base` (what its replies
+    depend on besides the prompt and decoding), and sets `cache`, `decoding`, `system_prompt`, `stats`."""
+
+    cache: ReplyCache | None
+    decoding: dict[str, Any]
+    system_prompt: str | None
+    stats: Counter[str]
+
+    def chat(
+        self, messages: list[dict[str, Any]], *, validate: Callable[[str], Any] | None = None, **decoding: Any
+    ) -> str:
+        """The reply text. `validate(text)` may raise ValueError: the reply is then a failure, not cached."""
+        unknown = set(decoding) - set(CHAT_DECODING_KEYS)
+        if unknown:
+            raise TypeError(f"unknown decoding options {sorted(unknown)}; known: {list(CHAT_DECODING_KEYS)}")
+        options = {**self.decoding, **decoding}
+        key = None
+        if self.cache is not None:
+            prompt = messages_fingerprint(with_system(messages, self.system_prompt))
+            key = cache_key(kind="chat", **self._key_base(), prompt=prompt, decoding=options)
+            hit = self.cache.get(key)
+            if hit is not None:
+                self._count("cache_hits")
+                return hit["text"]
+        try:
+            text, entry = self._chat_reply(messages, options)
+            if validate is not None:
+                try:
+                    validate(text)
+                except (ValueError, KeyError, JudgeFailure) as error:
+                    raise UnparseableReply(f"unparseable reply: {error}", text) from error
+        except JudgeFailure:
+            self._count("failures")
+            raise
+        if key is not None:
+            self.cache.put(key, {"text": text, **entry})
+        return text
+
+    def _chat_reply(
+        self, messages: list[dict[str, Any]], options: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        """Ask the model once (the system prompt is not yet added): the reply text and what its cache entry
+        keeps beside it (at least the snapshot). Raises JudgeFailure, also for an empty reply."""
+        raise NotImplementedError
+
+    def _key_base(self) -> dict[str, Any]:
+        """Backend, model, snapshot, system prompt and whatever else changes this judge's replies."""
+        raise NotImplementedError
+
+    def _count(self, what: str) -> None:
+        self.stats[what] += 1
 
 
 @dataclass(frozen=True)

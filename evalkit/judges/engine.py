@@ -27,17 +27,16 @@ from PIL import Image
 
 from evalkit.judges import engine_io
 from evalkit.judges.base import (
+    CachedChat,
     JudgeFailure,
-    UnparseableReply,
     YesNoAnswer,
     cached_yes_no,
     first_failure_or_values,
 )
 from evalkit.judges.cache import ReplyCache, cache_key, open_cache
-from evalkit.judges.messages import image_sha256, messages_fingerprint, with_system
+from evalkit.judges.messages import image_sha256, with_system
 
 ENGINE_PACKAGES = {"vllm": "vllm", "sglang": "sglang"}
-_CHAT_DECODING_KEYS = ("temperature", "max_tokens", "top_p", "seed")
 
 
 def require_engine(backend: str) -> None:
@@ -70,7 +69,7 @@ def folder_snapshot(path: Path) -> str:
     return _cache_snapshot(path) or weights_snapshot(SimpleNamespace(config=None), path)
 
 
-class EngineJudge:
+class EngineJudge(CachedChat):
     """A Judge over any engine with `complete(requests) -> list[chat.completion dict | JudgeFailure]`."""
 
     def __init__(
@@ -151,40 +150,13 @@ class EngineJudge:
 
     # ------------------------------------------------------------------ chat
 
-    def chat(
-        self, messages: list[dict[str, Any]], *, validate: Callable[[str], Any] | None = None, **decoding: Any
-    ) -> str:
-        """The reply text. `validate(text)` may raise ValueError: the reply is then a failure, not cached."""
-        unknown = set(decoding) - set(_CHAT_DECODING_KEYS)
-        if unknown:
-            raise TypeError(f"unknown decoding options {sorted(unknown)}; known: {list(_CHAT_DECODING_KEYS)}")
-        options = {**self.decoding, **decoding}
-        full = with_system(messages, self.system_prompt)
-        key = None
-        if self.cache is not None:
-            key = cache_key(
-                kind="chat", **self._key_base(), prompt=messages_fingerprint(full), decoding=options
-            )
-            hit = self.cache.get(key)
-            if hit is not None:
-                self.stats["cache_hits"] += 1
-                return hit["text"]
-        try:
-            (reply,) = self._complete([{"messages": full, **options}])
-            if isinstance(reply, JudgeFailure):
-                raise reply
-            text = engine_io.reply_text(reply)
-            if validate is not None:
-                try:
-                    validate(text)
-                except (ValueError, KeyError) as error:
-                    raise UnparseableReply(f"unparseable reply: {error}", text) from error
-        except JudgeFailure:
-            self.stats["failures"] += 1
-            raise
-        if key is not None:
-            self.cache.put(key, {"text": text, "snapshot": self.snapshot})
-        return text
+    def _chat_reply(
+        self, messages: list[dict[str, Any]], options: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        (reply,) = self._complete([{"messages": with_system(messages, self.system_prompt), **options}])
+        if isinstance(reply, JudgeFailure):
+            raise reply
+        return engine_io.reply_text(reply), {"snapshot": self.snapshot}
 
     def chat_completion(self, **request: Any) -> dict[str, Any]:
         """One raw chat completion as JSON (OpenAI layout), for protocols that send and parse their own

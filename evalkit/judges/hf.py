@@ -17,7 +17,6 @@ import logging
 import os
 import threading
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,8 @@ from typing import Any
 from PIL import Image
 
 from evalkit.judges.base import (
+    CachedChat,
     JudgeFailure,
-    UnparseableReply,
     YesNoAnswer,
     cached_yes_no,
     first_failure_or_values,
@@ -37,7 +36,6 @@ from evalkit.judges.cache import ReplyCache, cache_key, open_cache
 from evalkit.judges.messages import (
     image_sha256,
     layout_key,
-    messages_fingerprint,
     split_images,
     user_message,
     with_system,
@@ -46,7 +44,6 @@ from evalkit.judges.messages import (
 logger = logging.getLogger(__name__)
 
 _QUESTION_MARKER = "<<evalkit-question-0d5c>>"
-_DECODING_KEYS = ("temperature", "max_tokens", "top_p", "seed")
 
 
 @dataclass
@@ -107,7 +104,7 @@ def _cache_snapshot(path: Path) -> str | None:
     return path.name if path.parent.name == "snapshots" else None
 
 
-class HFJudge:
+class HFJudge(CachedChat):
     """A transformers image-text-to-text model as a Judge, with prefix KV-cache reuse for yes/no questions."""
 
     backend = "hf"
@@ -237,35 +234,16 @@ class HFJudge:
                     )
         return answers  # type: ignore[return-value]
 
-    def chat(
-        self,
-        messages: list[dict[str, Any]],
-        *,
-        validate: Callable[[str], Any] | None = None,
-        **decoding: Any,
-    ) -> str:
-        """Generate a reply. If `validate(text)` raises ValueError, the reply is a failure, not cached."""
-        options = self._decoding(decoding)
-        key = None
-        if self.cache is not None:
-            prompt = messages_fingerprint(with_system(messages, self.system_prompt))
-            key = cache_key(kind="chat", **self._key_base(), prompt=prompt, decoding=options)
-            hit = self.cache.get(key)
-            if hit is not None:
-                self.stats["cache_hits"] += 1
-                return hit["text"]
+    def _chat_reply(
+        self, messages: list[dict[str, Any]], options: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
         try:
             generation = self.generate(messages, **options)
         except (RuntimeError, ValueError) as error:
-            self.stats["failures"] += 1
             raise JudgeFailure(f"local model error: {type(error).__name__}: {error}") from error
-        text = generation.text
-        _check_reply(text, validate, self.stats)
-        if key is not None:
-            self.cache.put(
-                key, {"text": text, "finish_reason": generation.finish_reason, "snapshot": self.snapshot}
-            )
-        return text
+        if not generation.text.strip():
+            raise JudgeFailure("empty reply")
+        return generation.text, {"finish_reason": generation.finish_reason, "snapshot": self.snapshot}
 
     # ------------------------------------------------------------------ P(yes)
 
@@ -432,24 +410,5 @@ class HFJudge:
             kind="yes_probability", **self._key_base(), prompt=prompt, images=[image_hash], **layout_key()
         )
 
-    def _decoding(self, overrides: dict[str, Any]) -> dict[str, Any]:
-        unknown = set(overrides) - set(_DECODING_KEYS)
-        if unknown:
-            raise TypeError(f"unknown decoding options {sorted(unknown)}; known: {list(_DECODING_KEYS)}")
-        return {**self.decoding, **overrides}
-
     def __repr__(self) -> str:
         return f"HFJudge({json.dumps(self.name)}, snapshot={self.snapshot})"
-
-
-def _check_reply(text: str, validate: Callable[[str], Any] | None, stats: Counter) -> None:
-    """Raise JudgeFailure for an empty reply or one the caller's parser rejects."""
-    if not text.strip():
-        stats["failures"] += 1
-        raise JudgeFailure("empty reply")
-    if validate is not None:
-        try:
-            validate(text)
-        except (ValueError, KeyError, JudgeFailure) as error:
-            stats["failures"] += 1
-            raise UnparseableReply(f"unparseable reply: {error}", text) from error

@@ -20,7 +20,6 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -29,8 +28,8 @@ from PIL import Image
 
 from evalkit import redact
 from evalkit.judges.base import (
+    CachedChat,
     JudgeFailure,
-    UnparseableReply,
     YesNoAnswer,
     cached_yes_no,
     first_failure_or_values,
@@ -44,7 +43,6 @@ from evalkit.judges.messages import (
     image_sha256,
     image_to_data_url,
     layout_key,
-    messages_fingerprint,
     to_openai,
     with_system,
     yes_no_content,
@@ -52,7 +50,6 @@ from evalkit.judges.messages import (
 
 logger = logging.getLogger(__name__)
 
-_CHAT_DECODING_KEYS = ("temperature", "max_tokens", "top_p", "seed")
 _RETRY_STATUSES = (408, 409, 429)  # request timeout, conflict (OpenAI's "retry"), rate limit; 5xx too
 _OVERLOAD_STATUSES = (429, 503)  # the server asks for fewer requests: the concurrency window halves
 
@@ -77,7 +74,7 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
-class OpenAIJudge:
+class OpenAIJudge(CachedChat):
     """Judge over the official `openai` client; thread-safe, with an adaptive per-judge concurrency window.
 
     `concurrency` is the most requests in flight; with `adaptive_concurrency` (the default) the window
@@ -237,42 +234,13 @@ class OpenAIJudge:
             answers[index] = result
         return answers  # type: ignore[return-value]
 
-    def chat(
-        self,
-        messages: list[dict[str, Any]],
-        *,
-        validate: Callable[[str], Any] | None = None,
-        **decoding: Any,
-    ) -> str:
-        """The reply text. `validate(text)` may raise ValueError: the reply is then a failure, not cached."""
-        unknown = set(decoding) - set(_CHAT_DECODING_KEYS)
-        if unknown:
-            raise TypeError(f"unknown decoding options {sorted(unknown)}; known: {list(_CHAT_DECODING_KEYS)}")
-        options = {**self.decoding, **decoding}
+    def _chat_reply(
+        self, messages: list[dict[str, Any]], options: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
         full = with_system(messages, self.system_prompt)
-        key = None
-        if self.cache is not None:
-            key = cache_key(
-                kind="chat", **self._key_base(), prompt=messages_fingerprint(full), decoding=options
-            )
-            hit = self.cache.get(key)
-            if hit is not None:
-                self._count("cache_hits")
-                return hit["text"]
-        try:
-            response = self._create(messages=to_openai(full), **self._request_options(options))
-            text, snapshot = self._reply_text(response)
-            if validate is not None:
-                try:
-                    validate(text)
-                except (ValueError, KeyError) as error:
-                    raise UnparseableReply(f"unparseable reply: {error}", text) from error
-        except JudgeFailure:
-            self._count("failures")
-            raise
-        if key is not None:
-            self.cache.put(key, {"text": text, "snapshot": snapshot})
-        return text
+        response = self._create(messages=to_openai(full), **self._request_options(options))
+        text, snapshot = self._reply_text(response)
+        return text, {"snapshot": snapshot}
 
     # ------------------------------------------------------------------ yes/no
 
