@@ -15,9 +15,11 @@ import json
 import random
 import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
+
+from evalkit.judges.background import BackgroundHTTPServer
 
 FAULTS = ("500", "503", "hang", "garbage", "no_choices", "empty")
 
@@ -27,7 +29,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
     @property
     def proxy(self) -> FaultProxy:
-        return self.server.proxy  # type: ignore[attr-defined]
+        return self.server.owner  # type: ignore[attr-defined]
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass
@@ -94,8 +96,10 @@ def _completion(body: bytes, fault: str) -> dict[str, Any]:
     }
 
 
-class FaultProxy:
+class FaultProxy(BackgroundHTTPServer):
     """Forward to `upstream` (an OpenAI base URL); inject a fault into a `rate` share of POSTs."""
+
+    thread_name = "fault-proxy"
 
     def __init__(
         self,
@@ -117,19 +121,14 @@ class FaultProxy:
         self.upstream_timeout = upstream_timeout
         self.injected: Counter[str] = Counter()
         self.forwarded = 0
-        self.closing = threading.Event()
         self._random = random.Random(seed)
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer((host, port), _ProxyHandler)
-        self._httpd.daemon_threads = True
-        self._httpd.proxy = self  # type: ignore[attr-defined]
-        self._thread: threading.Thread | None = None
+        super().__init__(_ProxyHandler, host, port)
 
     @property
     def url(self) -> str:
         """The proxy's base URL, with the upstream's path (e.g. http://127.0.0.1:PORT/v1)."""
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}{urlsplit(self.upstream).path}"
+        return f"{self.origin}{urlsplit(self.upstream).path}"
 
     def draw(self) -> str | None:
         with self._lock:
@@ -142,21 +141,3 @@ class FaultProxy:
     def count(self, what: str) -> None:
         with self._lock:
             self.forwarded += what == "forwarded"
-
-    def start(self) -> FaultProxy:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fault-proxy", daemon=True)
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        self.closing.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.close()

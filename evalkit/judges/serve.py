@@ -65,18 +65,14 @@ def server_command(spec: ServeSpec) -> tuple[list[str], dict[str, str]]:
 
         raise did_you_mean("server backend", spec.backend, list(BACKENDS))
     n = str(spec.gpu_count)
+    served_at = ["--served-model-name", spec.served_name, "--host", spec.host, "--port", str(spec.port)]
     if spec.backend == "vllm":
         parallel = ["--data-parallel-size", n] if spec.data_parallel else ["--tensor-parallel-size", n]
         argv = [
             _vllm_executable(),
             "serve",
             spec.model_path,
-            "--served-model-name",
-            spec.served_name,
-            "--host",
-            spec.host,
-            "--port",
-            str(spec.port),
+            *served_at,
             "--enable-prefix-caching",
             "--max-logprobs",
             str(MAX_LOGPROBS),
@@ -92,12 +88,7 @@ def server_command(spec: ServeSpec) -> tuple[list[str], dict[str, str]]:
             "sglang.launch_server",
             "--model-path",
             spec.model_path,
-            "--served-model-name",
-            spec.served_name,
-            "--host",
-            spec.host,
-            "--port",
-            str(spec.port),
+            *served_at,
             "--random-seed",
             "0",
             *parallel,

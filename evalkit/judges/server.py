@@ -19,10 +19,11 @@ import threading
 import time
 import uuid
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
+from evalkit.judges.background import BackgroundHTTPServer
 from evalkit.judges.messages import from_openai
 
 logger = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     @property
     def app(self) -> JudgeServer:
-        return self.server.app  # type: ignore[attr-defined]
+        return self.server.owner  # type: ignore[attr-defined]
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         logger.debug("%s - %s", self.address_string(), format % args)
@@ -183,8 +184,10 @@ class _BadRequest(Exception):
         self.status = status
 
 
-class JudgeServer:
+class JudgeServer(BackgroundHTTPServer):
     """Serve one HFJudge on host:port (port 0 picks a free port) in a background thread."""
+
+    thread_name = "judge-server"
 
     def __init__(
         self,
@@ -206,7 +209,6 @@ class JudgeServer:
         self.fault_delay = fault_delay
         self.api_key = api_key
         self.faults = FaultInjector()
-        self.closing = threading.Event()
         self.latency = latency
         self.max_concurrent = max_concurrent
         self.retry_after = retry_after  # the Retry-After of a busy 429
@@ -216,34 +218,12 @@ class JudgeServer:
         self.rejected = 0
         self.concurrency_trace: list[int] = []  # in flight at each admitted request
         self._count_lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer((host, port), _Handler)
-        self._httpd.daemon_threads = True
-        self._httpd.app = self  # type: ignore[attr-defined]
-        self._thread: threading.Thread | None = None
+        super().__init__(_Handler, host, port)
 
     @property
     def url(self) -> str:
         """The OpenAI base URL, e.g. http://127.0.0.1:8000/v1."""
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}/v1"
-
-    def start(self) -> JudgeServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="judge-server", daemon=True)
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        self.closing.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> JudgeServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.close()
+        return f"{self.origin}/v1"
 
     def count_request(self) -> None:
         with self._count_lock:
