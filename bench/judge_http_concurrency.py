@@ -12,6 +12,14 @@ samples scored at once). The server spends `--latency` seconds on every request,
 for a vLLM/SGLang server's time per request; `--capacity K` makes it answer 429 above K requests in
 flight. The records of both runs must be identical (times aside, and the scorer hash, which includes the
 judge options given, concurrency among them).
+
+    python bench/judge_http_concurrency.py --rewards --images 24 --latency 0.25    # VIEScore, UnifiedReward
+
+`--rewards` times the VIEScore and UnifiedReward training rewards instead (no benchmark data needed): one
+GRPO group of `--images` noise images scored once one image at a time (`workers=1`, the old loop) and once
+as a batch (the default: the batch's images in flight together, up to the judge's window), each on a fresh
+server whose scripted model answers with scores drawn from the image (`evalkit.testing.served.scored_reply`).
+Rewards (in order) and failure lists must be identical.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ import evalkit
 from evalkit.generators.base import Generation, Generator
 from evalkit.judges.server import JudgeServer
 from evalkit.runs import Run
-from evalkit.testing.served import ScriptedJudgeModel
+from evalkit.testing.served import ScriptedJudgeModel, scored_reply
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
 WISE_REPLY = "Consistency: 2\nRealism: 1\nAesthetic Quality: 1"
@@ -67,6 +75,49 @@ def records(run_dir: Path) -> list[dict]:
     )
 
 
+def score_rewards(args) -> int:
+    """The `--rewards` mode: each reward one image at a time vs the batch at once; 1 if anything differs."""
+    from evalkit.judges.openai_http import OpenAIJudge
+    from evalkit.rewards.factory import build_reward
+
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (64, 64, 3), np.uint8)) for _ in range(args.images)]
+    prompts = [f"a photo of object {i}" for i in range(args.images)]
+    print(f"GRPO group of {args.images} images, server latency {args.latency:g} s/request, "
+          f"judge window up to {args.concurrency}")  # fmt: skip
+    print(
+        f"{'reward':<14} {'one at a time s':>16} {'batch s':>8} {'ratio':>7} {'requests':>9} {'peak':>7}  identical"
+    )
+    ok = True
+    for name in ("viescore", "unifiedreward"):
+        seconds, out, served = {}, {}, {}
+        for mode, workers in (("one", 1), ("batch", None)):
+            model = ScriptedJudgeModel("scripted-judge", chat_reply=scored_reply)
+            with JudgeServer(model, latency=args.latency, max_concurrent=args.capacity) as server:
+                judge = OpenAIJudge(
+                    server.model_name, base_url=server.url, concurrency=args.concurrency, backoff=0.05
+                )
+                reward = build_reward(name, {"workers": workers}, judge=judge)
+                start = time.perf_counter()
+                values = reward.score(images, prompts, [{} for _ in images])
+                seconds[mode] = time.perf_counter() - start
+                out[mode] = (values, list(reward.failures))
+                served[mode] = (server.requests, server.peak_in_flight)
+                judge.close()
+        same = out["one"] == out["batch"] and None not in out["batch"][0]
+        ok = ok and same
+        ratio = seconds["one"] / seconds["batch"]
+        (requests, peak_one), (_, peak) = served["one"], served["batch"]
+        print(f"{name:<14} {seconds['one']:>16.2f} {seconds['batch']:>8.2f} {ratio:>6.2f}x {requests:>9} "
+              f"{peak_one:>3}/{peak:<3}  {same}")  # fmt: skip
+        emit(
+            args.json, bench="reward_http_concurrency", config=f"{name} n={args.images} latency={args.latency:g}",
+            device="cpu", ratio=ratio, ratio_of="one image at a time / batch concurrently",
+            images_per_s=args.images / seconds["batch"], peak_mem_gb=None, identical=same,
+        )  # fmt: skip
+    return 0 if ok else 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=64)
@@ -75,7 +126,10 @@ def main() -> int:
     parser.add_argument("--capacity", type=int, default=None, help="server answers 429 above this many")
     parser.add_argument("--data-dir", type=Path, default=BENCHMARKS)
     parser.add_argument("--json", default=None, help="append the measurement to this JSONL file")
+    parser.add_argument("--rewards", action="store_true", help="VIEScore and UnifiedReward rewards instead")
     args = parser.parse_args()
+    if args.rewards:
+        return score_rewards(args)
     if not (args.data_dir / "wise").is_dir():
         print(f"WISE data not found under {args.data_dir}", file=sys.stderr)
         return 1

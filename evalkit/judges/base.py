@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -225,13 +225,45 @@ def parallel_requests(judge: Any) -> int:
     return max(1, int(getattr(judge, "parallel_requests", 1) or 1))
 
 
-def judge_map(judge: Any, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
-    """`[fn(item) for item in items]`, with up to `parallel_requests(judge)` items in progress at once (the
-    judge's own window still bounds its requests). Items must be independent: results equal the loop's."""
-    workers = min(parallel_requests(judge), len(items))
-    if workers <= 1:
+def judge_map(
+    judge: Any,
+    fn: Callable[[T], R],
+    items: Sequence[T],
+    *,
+    workers: int | None = None,
+    key: Callable[[T], Hashable] | None = None,
+) -> list[R]:
+    """`[fn(item) for item in items]`, with up to `workers` items in progress at once (default
+    `parallel_requests(judge)`; the judge's own window still bounds its requests). Items must be
+    independent: results equal the loop's, in order.
+
+    Items with equal `key(item)` (e.g. the same image) are never in progress together: the n-th of a key
+    runs in wave n, after the earlier waves, so it finds what they stored in the judge's cache, as in the
+    loop (same requests, same cache hits)."""
+    limit = min(parallel_requests(judge) if workers is None else max(1, workers), len(items))
+    if limit <= 1:
         return [fn(item) for item in items]
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="judge-map") as pool:
-        return list(pool.map(fn, items))
+    results: list[Any] = [None] * len(items)
+    with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="judge-map") as pool:
+        for wave in _waves(items, key):
+            for index, result in zip(wave, pool.map(lambda i: fn(items[i]), wave), strict=True):
+                results[index] = result
+    return results
+
+
+def _waves(items: Sequence[T], key: Callable[[T], Hashable] | None) -> list[list[int]]:
+    """Item indices in waves: wave n holds the n-th item of every key (all items when there is no key)."""
+    if key is None:
+        return [list(range(len(items)))]
+    seen: dict[Hashable, int] = {}
+    waves: list[list[int]] = []
+    for index, item in enumerate(items):
+        k = key(item)
+        n = seen.get(k, 0)
+        seen[k] = n + 1
+        if n == len(waves):
+            waves.append([])
+        waves[n].append(index)
+    return waves

@@ -18,7 +18,7 @@ from PIL import Image
 from evalkit.dvreward.format import Decomposition, index_by_prompt, read_jsonl
 from evalkit.dvreward.verify import METHODS, VERIFIER_SYSTEM_PROMPT, Verification, verify
 from evalkit.errors import EvalkitError
-from evalkit.judges.base import Judge, parallel_requests
+from evalkit.judges.base import Judge, judge_map
 
 QuestionSource = str | os.PathLike | Mapping[str, Decomposition] | None
 
@@ -102,14 +102,8 @@ class DVReward:
         if not len(images) == len(prompts) == len(metadata):
             raise ValueError(f"{len(images)} images, {len(prompts)} prompts, {len(metadata)} metadata")
         jobs = list(zip(images, prompts, metadata, strict=True))
-        workers = parallel_requests(self.judge) if self.workers is None else self.workers
-        if workers <= 1 or len(jobs) <= 1:
-            return [self._verify_one(*job) for job in jobs]
-        from concurrent.futures import ThreadPoolExecutor
-
         # every image's questions go to the judge's shared request pool: N images x Q questions in flight
-        with ThreadPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-            return list(pool.map(lambda job: self._verify_one(*job), jobs))
+        return judge_map(self.judge, lambda job: self._verify_one(*job), jobs, workers=self.workers)
 
     def _verify_one(self, image: Image.Image, prompt: str, meta: Mapping[str, Any]) -> Verification:
         try:

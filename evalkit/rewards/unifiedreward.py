@@ -18,7 +18,8 @@ from typing import Any, Literal
 
 from PIL import Image
 
-from evalkit.judges.base import Judge, JudgeFailure, ask
+from evalkit.judges.base import Judge, JudgeFailure, ask, judge_map
+from evalkit.judges.messages import image_sha256
 
 FINAL_SCORE = re.compile(r"Final Score:\s*([1-5](?:\.\d+)?)")
 
@@ -49,6 +50,11 @@ def parse_final_score(reply: str) -> float | None:
 
 
 class UnifiedRewardScorer:
+    """The pointwise score per image (None on failure, each reason appended to `failures` in image order).
+
+    A batch's images are scored concurrently through `judge_map` (`workers=None`: as many as the judge
+    takes requests at once, an HTTP judge's concurrency; a local judge stays one image at a time)."""
+
     name = "unifiedreward"
 
     def __init__(
@@ -58,6 +64,7 @@ class UnifiedRewardScorer:
         normalize: bool = True,
         resize: int | None = None,
         decoding: dict[str, Any] | None = None,
+        workers: int | None = None,
     ):
         if prompt not in PROMPTS:
             raise ValueError(f"prompt must be one of {sorted(PROMPTS)}")
@@ -67,6 +74,7 @@ class UnifiedRewardScorer:
         self.resize = resize if resize is not None else (512 if prompt == "flow_grpo" else None)
         default_decoding = {"temperature": 0.0} if prompt == "flow_grpo" else {}
         self.decoding = {**default_decoding, **(decoding or {})}
+        self.workers = workers  # images in progress at once; None: the judge's parallel_requests
         self.failures: list[str] = []
 
     def config(self) -> dict[str, Any]:
@@ -88,22 +96,36 @@ class UnifiedRewardScorer:
         ]
 
     def score_one(self, image: Image.Image, prompt: str) -> float | None:
+        return self._score_one(image, prompt, self.failures)
+
+    def _score_one(self, image: Image.Image, prompt: str, failures: list[str]) -> float | None:
         try:
             # an unparseable reply is not cached: scoring this image again asks the judge again
             reply = ask(self.judge, self.messages(image, prompt), _require_final_score, **self.decoding)
         except JudgeFailure as exc:
-            self.failures.append(f"judge: {exc.reason}")
+            failures.append(f"judge: {exc.reason}")
             return None
         value = parse_final_score(reply)
         if value is None:
-            self.failures.append(f"unparseable: {reply[:200]!r}")
+            failures.append(f"unparseable: {reply[:200]!r}")
             return None
         return value / 5.0 if self.normalize else value
 
     def score(
         self, images: list[Image.Image], prompts: list[str], metadata: list[dict[str, Any]] | None = None
     ) -> list[float | None]:
-        return [self.score_one(im, p) for im, p in zip(images, prompts, strict=True)]
+        def one(pair: tuple[Image.Image, str]) -> tuple[float | None, list[str]]:
+            failures: list[str] = []  # per image, so the list reads as the loop's whatever the timing
+            return self._score_one(*pair, failures), failures
+
+        pairs = list(zip(images, prompts, strict=True))
+        # the same image twice waits for the first, so a repeated request is served by the cache as in a loop
+        done = judge_map(self.judge, one, pairs, workers=self.workers, key=lambda pair: image_sha256(pair[0]))
+        values = []
+        for value, failures in done:
+            values.append(value)
+            self.failures.extend(failures)
+        return values
 
 
 def _require_final_score(text: str) -> None:

@@ -17,7 +17,8 @@ from typing import Any, Literal
 from PIL import Image
 
 from evalkit.benchmarks.gedit.parse import min_score, parse_reply
-from evalkit.judges.base import Judge, JudgeFailure, ask
+from evalkit.judges.base import Judge, JudgeFailure, ask, judge_map
+from evalkit.judges.messages import image_sha256
 
 # Prompt texts of the official t2i protocol (vie_prompts.py, 0-shot), joined with "\n" as upstream does.
 # Kept byte-exact, trailing spaces included: they are the protocol, not prose.
@@ -87,7 +88,11 @@ def _check_score(reply: str) -> None:
 
 class VIEScoreScorer:
     """VIEScore t2i on a Judge; returns O (default), SC or PQ on the 0-10 scale (0-1 with normalize=True),
-    None on failure."""
+    None on failure (each reason appended to `failures`, in image order).
+
+    A batch's images are scored concurrently through `judge_map` (`workers=None`: as many as the judge
+    takes requests at once, an HTTP judge's concurrency; a local judge stays one image at a time); an
+    image's SC and PQ calls stay in order, so a failed SC still spares its PQ call."""
 
     name = "viescore"
 
@@ -98,6 +103,7 @@ class VIEScoreScorer:
         attempts: int = 2,
         decoding: dict[str, Any] | None = None,
         normalize: bool = False,
+        workers: int | None = None,
     ):
         if component not in ("O", "SC", "PQ"):
             raise ValueError("component must be 'O', 'SC' or 'PQ'")
@@ -106,6 +112,7 @@ class VIEScoreScorer:
         self.attempts = max(1, attempts)
         self.decoding = dict(decoding or {})
         self.normalize = normalize  # True: divide by 10 (AlphaGRPO's viescore reward is O / 10)
+        self.workers = workers  # images in progress at once; None: the judge's parallel_requests
         self.failures: list[str] = []
 
     def config(self) -> dict[str, Any]:
@@ -124,30 +131,45 @@ class VIEScoreScorer:
             {"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": text}]}
         ]
 
-    def _ask(self, image: Image.Image, text: str) -> float | None:
-        """Ask up to `attempts` times (the official code re-asks once); the min score, or None."""
+    def _ask(self, image: Image.Image, text: str, failures: list[str]) -> float | None:
+        """Ask up to `attempts` times (the official code re-asks once); the min score, or None (the
+        reasons appended to `failures`)."""
         for _ in range(self.attempts):
             try:
                 reply = ask(self.judge, self.messages(image, text), _check_score, **self.decoding)
             except JudgeFailure as exc:
-                self.failures.append(f"judge: {exc.reason}")
+                failures.append(f"judge: {exc.reason}")
                 return None
             parsed = parse_reply(reply, strict=True)
             if parsed.ok:
                 return float(min_score(parsed.data, strict=True))
-            self.failures.append(f"unparseable: {reply[:200]!r}")
+            failures.append(f"unparseable: {reply[:200]!r}")
         return None
 
     def evaluate(self, image: Image.Image, prompt: str) -> dict[str, float | None]:
-        sc = self._ask(image, SC_PROMPT.replace("<prompt>", prompt)) if self.component != "PQ" else None
+        return self._evaluate(image, prompt, self.failures)
+
+    def _evaluate(self, image: Image.Image, prompt: str, failures: list[str]) -> dict[str, float | None]:
+        text = SC_PROMPT.replace("<prompt>", prompt)
+        sc = self._ask(image, text, failures) if self.component != "PQ" else None
         if self.component == "O" and sc is None:
             return {"SC": None, "PQ": None, "O": None}  # O abstains anyway: spare the PQ call
-        pq = self._ask(image, PQ_PROMPT) if self.component != "SC" else None
+        pq = self._ask(image, PQ_PROMPT, failures) if self.component != "SC" else None
         o = math.sqrt(sc * pq) if sc is not None and pq is not None else None
         return {"SC": sc, "PQ": pq, "O": o}
 
     def score(
         self, images: list[Image.Image], prompts: list[str], metadata: list[dict[str, Any]] | None = None
     ) -> list[float | None]:
-        values = [self.evaluate(im, p)[self.component] for im, p in zip(images, prompts, strict=True)]
+        def one(pair: tuple[Image.Image, str]) -> tuple[float | None, list[str]]:
+            failures: list[str] = []  # per image, so the list reads as the loop's whatever the timing
+            return self._evaluate(*pair, failures)[self.component], failures
+
+        pairs = list(zip(images, prompts, strict=True))
+        # the same image twice (its PQ request is shared) waits for the first: the cache serves it as in a loop
+        done = judge_map(self.judge, one, pairs, workers=self.workers, key=lambda pair: image_sha256(pair[0]))
+        values = []
+        for value, failures in done:
+            values.append(value)
+            self.failures.extend(failures)
         return [v / 10.0 if self.normalize and v is not None else v for v in values]

@@ -45,3 +45,17 @@ def test_dvreward_bench_http_mode(tmp_path):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     (row,) = [json.loads(line) for line in rows.read_text().splitlines()]
     assert row["bench"] == "dvreward_verify_http" and row["ratio"] > 0 and row["ratio_vs_sequential"] > 0
+
+
+def test_reward_bench_mode_prints_ratios_with_identical_rewards(tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    result = _bench(
+        "judge_http_concurrency.py", "--rewards", "--images", "4", "--latency", "0.02", "--concurrency", "8",
+        "--json", str(rows), tmp_path=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    found = [json.loads(line) for line in rows.read_text().splitlines()]
+    assert [row["config"].split()[0] for row in found] == ["viescore", "unifiedreward"]
+    assert all(
+        row["bench"] == "reward_http_concurrency" and row["ratio"] > 0 and row["identical"] for row in found
+    )

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -132,3 +134,28 @@ def test_yes_no_cache_keys_name_any_other_layout_and_keep_old_keys_valid() -> No
     assert first["content"][0]["type"] == "image"
     flipped = {"role": "user", "content": list(reversed(first["content"]))}
     assert messages_fingerprint([first]) != messages_fingerprint([flipped])
+
+
+def test_judge_map_runs_items_of_one_key_one_after_another_in_order() -> None:
+    """Items sharing a key (the same image) wait for the earlier ones, so they see what those cached."""
+
+    class Remote:
+        parallel_requests = 8
+
+    running: dict[str, int] = {}
+    overlap, together, lock = [], [], threading.Lock()
+
+    def work(item: tuple[str, int]) -> int:
+        with lock:
+            running[item[0]] = running.get(item[0], 0) + 1
+            overlap.append(running[item[0]])
+            together.append(sum(running.values()))
+        time.sleep(0.05)
+        with lock:
+            running[item[0]] -= 1
+        return item[1]
+
+    items = [(key, i) for i, key in enumerate("abacbaadcb")]
+    assert judge_map(Remote(), work, items, key=lambda item: item[0]) == list(range(len(items)))
+    assert max(overlap) == 1 and max(together) > 1  # other keys were in progress at the same time
+    assert judge_map(Remote(), work, items, workers=1) == list(range(len(items)))
