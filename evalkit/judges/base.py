@@ -12,7 +12,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 from PIL import Image
 
 from evalkit.judges.cache import ReplyCache, cache_key
-from evalkit.judges.messages import messages_fingerprint, with_system
+from evalkit.judges.messages import image_sha256, messages_fingerprint, with_system
 
 
 class JudgeFailure(Exception):
@@ -64,64 +64,6 @@ class Judge(Protocol):
         """The reply text. Raises JudgeFailure; UnparseableReply (not cached) when `validate(text)` raises
         ValueError, so that only complete, parsed replies are cached."""
         ...
-
-
-CHAT_DECODING_KEYS = ("temperature", "max_tokens", "top_p", "seed")
-
-
-class CachedChat:
-    """The part of `chat()` every judge shares: the cache lookup, `validate`, failure counting and the
-    cache write. A judge supplies `_chat_reply` (one real request) and `_key_base` (what its replies
-    depend on besides the prompt and decoding), and sets `cache`, `decoding`, `system_prompt`, `stats`."""
-
-    cache: ReplyCache | None
-    decoding: dict[str, Any]
-    system_prompt: str | None
-    stats: Counter[str]
-
-    def chat(
-        self, messages: list[dict[str, Any]], *, validate: Callable[[str], Any] | None = None, **decoding: Any
-    ) -> str:
-        """The reply text. `validate(text)` may raise ValueError: the reply is then a failure, not cached."""
-        unknown = set(decoding) - set(CHAT_DECODING_KEYS)
-        if unknown:
-            raise TypeError(f"unknown decoding options {sorted(unknown)}; known: {list(CHAT_DECODING_KEYS)}")
-        options = {**self.decoding, **decoding}
-        key = None
-        if self.cache is not None:
-            prompt = messages_fingerprint(with_system(messages, self.system_prompt))
-            key = cache_key(kind="chat", **self._key_base(), prompt=prompt, decoding=options)
-            hit = self.cache.get(key)
-            if hit is not None:
-                self._count("cache_hits")
-                return hit["text"]
-        try:
-            text, entry = self._chat_reply(messages, options)
-            if validate is not None:
-                try:
-                    validate(text)
-                except (ValueError, KeyError, JudgeFailure) as error:
-                    raise UnparseableReply(f"unparseable reply: {error}", text) from error
-        except JudgeFailure:
-            self._count("failures")
-            raise
-        if key is not None:
-            self.cache.put(key, {"text": text, **entry})
-        return text
-
-    def _chat_reply(
-        self, messages: list[dict[str, Any]], options: dict[str, Any]
-    ) -> tuple[str, dict[str, Any]]:
-        """Ask the model once (the system prompt is not yet added): the reply text and what its cache entry
-        keeps beside it (at least the snapshot). Raises JudgeFailure, also for an empty reply."""
-        raise NotImplementedError
-
-    def _key_base(self) -> dict[str, Any]:
-        """Backend, model, snapshot, system prompt and whatever else changes this judge's replies."""
-        raise NotImplementedError
-
-    def _count(self, what: str) -> None:
-        self.stats[what] += 1
 
 
 @dataclass(frozen=True)
@@ -213,6 +155,91 @@ def cached_yes_no(cache, keys: list[str]) -> list[YesNoAnswer | None]:
             None if hit is None else YesNoAnswer(hit["p_yes"], hit["source"], hit["snapshot"], cached=True)
         )
     return answers
+
+
+CHAT_DECODING_KEYS = ("temperature", "max_tokens", "top_p", "seed")
+
+
+class CachedJudge:
+    """What every judge does around its model: answers cached by content, `validate` on chat replies,
+    failures counted. A judge sets `cache`, `decoding`, `system_prompt` and `stats`, and supplies
+    `_key_base` (what its replies depend on besides prompt and decoding), `_yes_no_key`, `_chat_reply`
+    (one real chat request) and `answer_yes_no` (built on `_cached_yes_no` and `_put_yes_no`)."""
+
+    cache: ReplyCache | None
+    decoding: dict[str, Any]
+    system_prompt: str | None
+    stats: Counter[str]
+
+    def yes_probability(self, image: Image.Image, questions: list[str]) -> list[float]:
+        return first_failure_or_values(self.answer_yes_no(image, questions))
+
+    def answer_yes_no(self, image: Image.Image, questions: list[str]) -> list[YesNoAnswer | JudgeFailure]:
+        """One YesNoAnswer or JudgeFailure per question, in order (the DetailedJudge contract)."""
+        raise NotImplementedError
+
+    def chat(
+        self, messages: list[dict[str, Any]], *, validate: Callable[[str], Any] | None = None, **decoding: Any
+    ) -> str:
+        """The reply text. When `validate(text)` raises ValueError (or KeyError, JudgeFailure) the reply is an
+        UnparseableReply, counted as a failure and not cached."""
+        unknown = set(decoding) - set(CHAT_DECODING_KEYS)
+        if unknown:
+            raise TypeError(f"unknown decoding options {sorted(unknown)}; known: {list(CHAT_DECODING_KEYS)}")
+        options = {**self.decoding, **decoding}
+        key = None
+        if self.cache is not None:
+            prompt = messages_fingerprint(with_system(messages, self.system_prompt))
+            key = cache_key(kind="chat", **self._key_base(), prompt=prompt, decoding=options)
+            hit = self.cache.get(key)
+            if hit is not None:
+                self._count("cache_hits")
+                return hit["text"]
+        try:
+            text, entry = self._chat_reply(messages, options)
+            if validate is not None:
+                try:
+                    validate(text)
+                except (ValueError, KeyError, JudgeFailure) as error:
+                    raise UnparseableReply(f"unparseable reply: {error}", text) from error
+        except JudgeFailure:
+            self._count("failures")
+            raise
+        if key is not None:
+            self.cache.put(key, {"text": text, **entry})
+        return text
+
+    def _cached_yes_no(
+        self, image: Image.Image, questions: list[str]
+    ) -> tuple[list[str], list[YesNoAnswer | JudgeFailure | None], list[int]]:
+        """Each question's cache key and cached answer (None: the model must be asked), and the indexes of
+        the questions without one."""
+        image_hash = image_sha256(image)
+        keys = [self._yes_no_key(image_hash, question) for question in questions]
+        answers: list[YesNoAnswer | JudgeFailure | None] = list(cached_yes_no(self.cache, keys))
+        self._count("cache_hits", sum(answer is not None for answer in answers))
+        return keys, answers, [index for index, answer in enumerate(answers) if answer is None]
+
+    def _put_yes_no(self, key: str, answer: YesNoAnswer) -> None:
+        if self.cache is not None:
+            self.cache.put(key, {"p_yes": answer.p_yes, "source": answer.source, "snapshot": answer.snapshot})
+
+    def _chat_reply(
+        self, messages: list[dict[str, Any]], options: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        """Ask the model once (the system prompt is not yet added): the reply text and what its cache entry
+        keeps beside it (at least the snapshot). Raises JudgeFailure, also for an empty reply."""
+        raise NotImplementedError
+
+    def _key_base(self) -> dict[str, Any]:
+        """Backend, model, snapshot, system prompt and whatever else changes this judge's replies."""
+        raise NotImplementedError
+
+    def _yes_no_key(self, image_hash: str, question: str) -> str:
+        raise NotImplementedError
+
+    def _count(self, what: str, n: int = 1) -> None:
+        self.stats[what] += n
 
 
 T = TypeVar("T")

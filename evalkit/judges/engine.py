@@ -27,14 +27,12 @@ from PIL import Image
 
 from evalkit.judges import engine_io
 from evalkit.judges.base import (
-    CachedChat,
+    CachedJudge,
     JudgeFailure,
     YesNoAnswer,
-    cached_yes_no,
-    first_failure_or_values,
 )
 from evalkit.judges.cache import ReplyCache, cache_key, open_cache
-from evalkit.judges.messages import image_sha256, with_system
+from evalkit.judges.messages import with_system
 
 ENGINE_PACKAGES = {"vllm": "vllm", "sglang": "sglang"}
 
@@ -69,7 +67,7 @@ def folder_snapshot(path: Path) -> str:
     return _cache_snapshot(path) or weights_snapshot(SimpleNamespace(config=None), path)
 
 
-class EngineJudge(CachedChat):
+class EngineJudge(CachedJudge):
     """A Judge over any engine with `complete(requests) -> list[chat.completion dict | JudgeFailure]`."""
 
     def __init__(
@@ -113,16 +111,9 @@ class EngineJudge(CachedChat):
 
     # ------------------------------------------------------------------ yes/no
 
-    def yes_probability(self, image: Image.Image, questions: list[str]) -> list[float]:
-        return first_failure_or_values(self.answer_yes_no(image, questions))
-
     def answer_yes_no(self, image: Image.Image, questions: list[str]) -> list[YesNoAnswer | JudgeFailure]:
         """Cached answers first; the rest go to the engine as one batch (image first in each)."""
-        image_hash = image_sha256(image)
-        keys = [self._yes_no_key(image_hash, question) for question in questions]
-        answers: list[YesNoAnswer | JudgeFailure | None] = list(cached_yes_no(self.cache, keys))
-        self.stats["cache_hits"] += sum(answer is not None for answer in answers)
-        missing = [index for index, answer in enumerate(answers) if answer is None]
+        keys, answers, missing = self._cached_yes_no(image, questions)
         requests = [
             engine_io.yes_no_request(
                 image,
@@ -139,13 +130,11 @@ class EngineJudge(CachedChat):
                     raise reply
                 answer = engine_io.yes_no_answer(reply)
             except JudgeFailure as failure:
-                self.stats["failures"] += 1
+                self._count("failures")
                 answers[index] = failure
                 continue
             answers[index] = answer
-            if self.cache is not None:
-                value = {"p_yes": answer.p_yes, "source": answer.source, "snapshot": answer.snapshot}
-                self.cache.put(keys[index], value)
+            self._put_yes_no(keys[index], answer)
         return answers  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ chat

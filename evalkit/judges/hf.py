@@ -24,17 +24,14 @@ from typing import Any
 from PIL import Image
 
 from evalkit.judges.base import (
-    CachedChat,
+    CachedJudge,
     JudgeFailure,
     YesNoAnswer,
-    cached_yes_no,
-    first_failure_or_values,
     p_yes_from_logprobs,
     yes_no_of_token,
 )
 from evalkit.judges.cache import ReplyCache, cache_key, open_cache
 from evalkit.judges.messages import (
-    image_sha256,
     layout_key,
     split_images,
     user_message,
@@ -104,7 +101,7 @@ def _cache_snapshot(path: Path) -> str | None:
     return path.name if path.parent.name == "snapshots" else None
 
 
-class HFJudge(CachedChat):
+class HFJudge(CachedJudge):
     """A transformers image-text-to-text model as a Judge, with prefix KV-cache reuse for yes/no questions."""
 
     backend = "hf"
@@ -205,16 +202,9 @@ class HFJudge(CachedChat):
             "no_tokens": [self.tokenizer.decode([i]) for i in self.no_ids],
         }
 
-    def yes_probability(self, image: Image.Image, questions: list[str]) -> list[float]:
-        return first_failure_or_values(self.answer_yes_no(image, questions))
-
     def answer_yes_no(self, image: Image.Image, questions: list[str]) -> list[YesNoAnswer | JudgeFailure]:
         """Per question: a cached answer, a fresh one (prefix computed once for all misses), or a failure."""
-        image_hash = image_sha256(image)
-        keys = [self._yes_no_key(image_hash, question) for question in questions]
-        answers: list[YesNoAnswer | JudgeFailure | None] = list(cached_yes_no(self.cache, keys))
-        self.stats["cache_hits"] += sum(answer is not None for answer in answers)
-        missing = [index for index, answer in enumerate(answers) if answer is None]
+        keys, answers, missing = self._cached_yes_no(image, questions)
         if missing:
             try:
                 values = self.p_yes_with_prefix_cache(image, [questions[i] for i in missing])
@@ -225,13 +215,11 @@ class HFJudge(CachedChat):
             for index, value in zip(missing, values, strict=True):
                 if isinstance(value, JudgeFailure):
                     answers[index] = value
-                    self.stats["failures"] += 1
+                    self._count("failures")
                     continue
-                answers[index] = YesNoAnswer(value, "logprobs", self.snapshot)
-                if self.cache is not None:
-                    self.cache.put(
-                        keys[index], {"p_yes": value, "source": "logprobs", "snapshot": self.snapshot}
-                    )
+                answer = YesNoAnswer(value, "logprobs", self.snapshot)
+                answers[index] = answer
+                self._put_yes_no(keys[index], answer)
         return answers  # type: ignore[return-value]
 
     def _chat_reply(

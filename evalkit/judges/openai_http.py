@@ -28,11 +28,9 @@ from PIL import Image
 
 from evalkit import redact
 from evalkit.judges.base import (
-    CachedChat,
+    CachedJudge,
     JudgeFailure,
     YesNoAnswer,
-    cached_yes_no,
-    first_failure_or_values,
     p_yes_from_logprobs,
     parse_yes_no,
     yes_no_of_token,
@@ -40,7 +38,6 @@ from evalkit.judges.base import (
 from evalkit.judges.cache import ReplyCache, cache_key, open_cache
 from evalkit.judges.concurrency import AdaptiveLimit
 from evalkit.judges.messages import (
-    image_sha256,
     image_to_data_url,
     layout_key,
     to_openai,
@@ -74,7 +71,7 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
-class OpenAIJudge(CachedChat):
+class OpenAIJudge(CachedJudge):
     """Judge over the official `openai` client; thread-safe, with an adaptive per-judge concurrency window.
 
     `concurrency` is the most requests in flight; with `adaptive_concurrency` (the default) the window
@@ -192,9 +189,6 @@ class OpenAIJudge(CachedChat):
             "max_retries": self.max_retries,
         }
 
-    def yes_probability(self, image: Image.Image, questions: list[str]) -> list[float]:
-        return first_failure_or_values(self.answer_yes_no(image, questions))
-
     @property
     def parallel_requests(self) -> int:
         """How many calls callers may usefully make at once (images, samples): the window's maximum."""
@@ -208,12 +202,7 @@ class OpenAIJudge(CachedChat):
     def answer_yes_no(self, image: Image.Image, questions: list[str]) -> list[YesNoAnswer | JudgeFailure]:
         """Cached answers first; the rest go to the judge's request pool, which callers share: questions of
         several images asked from several threads are in flight together, within the window."""
-        image_hash = image_sha256(image)
-        keys = [self._yes_no_key(image_hash, question) for question in questions]
-        answers: list[YesNoAnswer | JudgeFailure | None] = list(cached_yes_no(self.cache, keys))
-        for _ in range(sum(answer is not None for answer in answers)):
-            self._count("cache_hits")
-        missing = [index for index, answer in enumerate(answers) if answer is None]
+        keys, answers, missing = self._cached_yes_no(image, questions)
         if not missing:
             return answers  # type: ignore[return-value]
         data_url = image_to_data_url(image)
@@ -255,8 +244,7 @@ class OpenAIJudge(CachedChat):
         messages = with_system([{"role": "user", "content": content}], self.system_prompt)
         response = self._create(messages=messages, **self._yes_no_options())
         answer = self._parse_yes_no(response)
-        if self.cache is not None:
-            self.cache.put(key, {"p_yes": answer.p_yes, "source": answer.source, "snapshot": answer.snapshot})
+        self._put_yes_no(key, answer)
         return answer
 
     def _yes_no_options(self) -> dict[str, Any]:
@@ -429,9 +417,9 @@ class OpenAIJudge(CachedChat):
         some servers echo the request URL or key in their errors."""
         return redact.redact(text)
 
-    def _count(self, what: str) -> None:
+    def _count(self, what: str, n: int = 1) -> None:
         with self._stats_lock:
-            self.stats[what] += 1
+            self.stats[what] += n
 
     def close(self) -> None:
         with self._pool_lock:
