@@ -262,8 +262,9 @@ def check_shared_folder(run_root: Path, statuses: list[dict[str, Any]]) -> None:
 
 
 def finish(team: Team, run, merge: Callable[[], Any]) -> Any:
-    """After this rank's work (lock released): rank 0 waits for all, checks, runs `merge` and returns
-    its result; the other ranks wait for that and return None."""
+    """After this rank's work (its lock released, or, in a team rescore, the team lock its ranks share
+    still held): rank 0 waits for all, checks, runs `merge` and returns its result; the other ranks
+    wait for that and return None."""
     if team.rank != 0:
         team.done()
         team.wait_merged()

@@ -43,8 +43,10 @@ from evalkit.stages import (
     JudgeChoice,
     SRROptions,
     checked_scorer_config,
+    commit_rescore_stage,
     generate_stage,
     score_stage,
+    scorer_hash,
     srr_stage,
     summarize_run,
 )
@@ -106,6 +108,21 @@ def _merged_summary(team, run, bench, planned: list, summarize: bool) -> dict[st
     return summary
 
 
+def _committed_summary(team, run, bench, selected: list, planned: list, hash_: str, summarize: bool):
+    """A team rescore once every rank has staged its shard: rank 0 commits the staged records of all
+    ranks in one rename and summarizes, the others read its summary. The ranks still hold the run's
+    team lock (see `evalkit.runlock`), so no outside writer gets in between the staging and the commit."""
+
+    def commit() -> dict[str, Any] | None:
+        commit_rescore_stage(run, bench, selected, hash_)
+        return summarize_run(run, bench, planned) if summarize else None
+
+    summary = distributed.finish(team, run, commit)
+    if team.rank != 0 and summarize:
+        summary = run.summary()
+    return summary
+
+
 # -- entry points ------------------------------------------------------------------------------------
 def evaluate(
     benchmark: str,
@@ -145,7 +162,9 @@ def evaluate(
     merges and summarizes once every rank is done; every rank returns the summary. With RANK/WORLD_SIZE
     alone (or an explicit `shard`) the result has no summary until `merge_run`. Failed judge records are
     retried unless `retry_failed=False`. The run folder is locked while this runs (see `evalkit.runlock`):
-    a second process on the same shard, or any writer beside a `rescore`, stops with the holder's pid.
+    a second process on the same shard, or any writer beside a `rescore`, stops with the holder's pid. A
+    `rescore` under torchrun is staged by every rank and committed by rank 0 once all are done;
+    independent RANK/WORLD_SIZE shards are refused it.
     `allow_download` lets an hf: judge fetch missing weights from the hub (never implicit).
 
     Before anything loads (evalkit.prechecks): the runs folder is writable, the scorer's data files (question
@@ -157,8 +176,8 @@ def evaluate(
         raise EvalkitError(f"unknown stage(s) {sorted(unknown)}: use generate, refine, score, summarize")
     check_counts(limit, batch_size)
     shard, team = _team(shard)
-    if rescore and shard.world_size > 1:
-        raise EvalkitError(RESCORE_ALONE)
+    if rescore and shard.world_size > 1 and team is None:
+        raise EvalkitError(RESCORE_ALONE)  # independent shards: nobody knows when to commit
     with distributed.reporting(team):
         bench_options = dict(bench_options or {})
         bench = load_benchmark(benchmark, protocol, data_dir, bench_options)
@@ -193,14 +212,19 @@ def evaluate(
         if team is not None:
             team.meet(f"{run.root.parent.name}/{run.root.name}")
             show_progress = show_progress and team.rank == 0  # one set of bars, not one per rank
-        with run.lock("evalkit run", shard=shard, exclusive=rescore):
+        team_rescore = team is not None and rescore and scoring
+        with run.lock("evalkit run", shard=shard, exclusive=rescore):  # a team rescore: its ranks together
             result = _run_stages(
                 run, bench, samples, model, options, generator, device, dtype, seed, batch_size, stages,
                 srr_options, judge_choice, score_options, shard, rescore, retry_failed, show_progress,
-                team.beat if team is not None else _no_beat,
+                team.beat if team is not None else _no_beat, commit=team is None,
             )  # fmt: skip
+            if team_rescore:
+                hash_ = scorer_hash(bench, score_options, judge_choice)[1]
+                result.summary = _committed_summary(team, run, bench, planned, planned, hash_,
+                                                    "summarize" in stages)  # fmt: skip
         result.rank, result.world_size = shard.rank, shard.world_size
-        if team is not None:
+        if team is not None and not team_rescore:
             result.summary = _merged_summary(team, run, bench, planned, "summarize" in stages)
         elif "summarize" in stages and shard.world_size == 1:
             result.summary = summarize_run(run, bench, planned)
@@ -213,7 +237,7 @@ def _no_beat() -> None:
 
 def _run_stages(run, bench, samples, model, options, generator, device, dtype, seed, batch_size, stages,
                 srr_options, judge_choice, score_options, shard, rescore, retry_failed, show_progress,
-                beat) -> EvalResult:  # fmt: skip
+                beat, commit: bool = True) -> EvalResult:  # fmt: skip
     loaded = generator
     make_generator = (
         (lambda: loaded) if loaded is not None else generator_factory(model, options, device, dtype)
@@ -236,7 +260,7 @@ def _run_stages(run, bench, samples, model, options, generator, device, dtype, s
     if "score" in stages:
         score_stage(
             run, bench, samples, score_options, shard, batch_size, rescore, judge_choice, show_progress,
-            retry_failed, beat,
+            retry_failed, beat, commit,
         )  # fmt: skip
     return EvalResult(run.root, bench.name, bench.protocol, model, generator=loaded)
 
@@ -260,7 +284,8 @@ def score_run(
 ) -> EvalResult:
     """Score (or re-score with `rescore=True`) the images of an existing run folder and summarize it.
     Without `data_dir` the data folder recorded in run.json is used (when it still exists). Under
-    torchrun each rank scores its shard and rank 0 merges and summarizes, as in `evaluate`."""
+    torchrun each rank scores its shard and rank 0 merges and summarizes, as in `evaluate`; a rescore's
+    ranks stage their shards and rank 0 commits them all in one rename (`commit_rescore_stage`)."""
     from evalkit.runs import Run
 
     path = Path(run_dir)
@@ -270,8 +295,8 @@ def score_run(
         )
     check_counts(limit, batch_size)
     shard, team = _team(shard)
-    if rescore and shard.world_size > 1:
-        raise EvalkitError(RESCORE_ALONE)
+    if rescore and shard.world_size > 1 and team is None:
+        raise EvalkitError(RESCORE_ALONE)  # independent shards: nobody knows when to commit
     with distributed.reporting(team):
         run = Run(path)
         info = run.info()
@@ -286,7 +311,8 @@ def score_run(
                     f"the {bench.name} data changed since the images of {path} were made; "
                     "run `evalkit run` again (changed data gets a run folder of its own)"
                 )
-        samples = shard.select(bench.samples()[: limit if limit is not None else info.get("limit")])
+        selected = bench.samples()[: limit if limit is not None else info.get("limit")]
+        samples = shard.select(selected)
         if info["generation"].get("srr"):
             from evalkit.srr import pending_srr
 
@@ -305,15 +331,18 @@ def score_run(
         planned = bench.samples()[: info.get("limit")]
         result = EvalResult(run.root, bench.name, bench.protocol, info.get("model", ""),
                             rank=shard.rank, world_size=shard.world_size)  # fmt: skip
-        with run.lock("evalkit score", shard=shard, exclusive=rescore):
-            score_stage(
+        team_rescore = team is not None and rescore
+        with run.lock("evalkit score", shard=shard, exclusive=rescore):  # a team rescore: its ranks together
+            hash_ = score_stage(
                 run, bench, samples, with_device(bench, dict(score_options or {}), device), shard,
                 batch_size, rescore, judge_choice, show_progress, retry_failed,
-                team.beat if team is not None else _no_beat,
+                team.beat if team is not None else _no_beat, commit=team is None,
             )  # fmt: skip
             if team is None and shard.world_size == 1:
                 result.summary = summarize_run(run, bench, planned)
-        if team is not None:
+            elif team_rescore:
+                result.summary = _committed_summary(team, run, bench, selected, planned, hash_, True)
+        if team is not None and not team_rescore:
             result.summary = _merged_summary(team, run, bench, planned, True)
     return result
 

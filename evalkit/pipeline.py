@@ -191,14 +191,14 @@ def score(
     target: Path | None = None,
 ) -> int:
     """Score every image that has no record yet (or a failed one, with `retry_failed`); returns how many
-    records were written. `target` is a staging file of a transactional rescore (see `rescore`), read and
-    appended instead of the run's records."""
-    from evalkit.runs import append_jsonl, read_jsonl
+    records were written. `target` is this process's staging file of a transactional rescore (see
+    `Run.staged_records`): what every process staged is read, and this one appends to `target`."""
+    from evalkit.runs import append_jsonl
 
     scorer_hash = stable_hash(scorer_config)
     if target is None:
         check_scorer(run, scorer_hash)
-    staged = read_jsonl(target) if target is not None else None
+    staged = run.staged_records(scorer_hash) if target is not None else None
     todo = pending_records(run, bench, samples, scorer_hash, retry_failed=retry_failed, records=staged)
     if not todo:
         return 0

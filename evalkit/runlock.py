@@ -1,4 +1,5 @@
-"""One writer per run folder (per shard), and `--rescore`/`merge` alone: a lock a killed process cannot leave.
+"""One writer per run folder (per shard); `--rescore`/`merge` alone (or a rescore's ranks together); no
+lock a killed process can leave behind.
 
 Locks are `flock`s on files under `<run>/.lock/`, so the kernel drops them when the holder dies, even on
 kill -9: a stale lock cannot block anyone. Each lock file also says who took it (pid, host, start time,
@@ -8,7 +9,15 @@ is ignored (and reported as such when its pid is no longer alive on this host).
 * A writer (gen/score/run of shard r of w) holds `folder` shared and `rank<r>` exclusively: shards of one
   sharded run work side by side, a second process for the same shard exits 2 naming the holder, and a
   writer with another world size (whose shard would overlap) is refused too.
-* An exclusive user (`--rescore`, merging shards) holds `folder` exclusively: nobody writes beside it.
+* An exclusive user (`--rescore` in one process, merging shards) holds `folder` and `team` exclusively:
+  nobody writes beside it.
+* The ranks of a team rescore (`--rescore` under torchrun) hold `team` shared and `rank<r>` exclusively:
+  they stage side by side, while plain writers (who hold `folder`), an exclusive user and a team of
+  another world size are kept out, and they out of it.
+
+Whether `folder` or `team` is free is probed and the lock taken under `gate`, a lock held for the
+moment of that check only, so a writer and a rescoring rank starting at the same instant cannot both
+see the other's lock free.
 """
 
 from __future__ import annotations
@@ -129,11 +138,66 @@ def _busy(root: Path, holders: list[Holder | None], wanted: str) -> RunBusy:
     )
 
 
+GATE_WAIT = 30.0  # seconds: the gate is held only while a lock is checked and taken
+
+
+@contextlib.contextmanager
+def _gate(folder: Path) -> Iterator[None]:
+    """Serialise check-then-take between processes (polled, so a stopped holder cannot hang us)."""
+    gate = _FileLock(folder / "gate")
+    deadline = time.monotonic() + GATE_WAIT
+    while not gate.acquire(exclusive=True):
+        if time.monotonic() > deadline:
+            raise RunBusy(f"{folder / 'gate'} stayed locked for {GATE_WAIT:.0f} s; is a process stopped?")
+        time.sleep(0.01)
+    try:
+        yield
+    finally:
+        gate.release()
+
+
+def _free(path: Path) -> bool:
+    """Nobody holds a lock on `path` (probed with a non-blocking exclusive flock, released at once)."""
+    probe = _FileLock(path)
+    if not probe.acquire(exclusive=True):
+        return False
+    probe.release()
+    return True
+
+
+def _take_base(folder: Path, exclusive: bool, world_size: int) -> list[_FileLock] | None:
+    """The folder-wide locks of a writer, an exclusive user or a team rescore rank; None when taken."""
+    base, team = _FileLock(folder / "folder"), _FileLock(folder / "team")
+    with _gate(folder):
+        if not exclusive:  # a writer: no team rescore, and `folder` shared
+            return [base] if _free(team.path) and base.acquire(exclusive=False) else None
+        if world_size == 1:  # alone: nobody at all
+            if not base.acquire(exclusive=True):
+                return None
+            if team.acquire(exclusive=True):
+                return [base, team]
+            base.release()
+            return None
+        # a team rescore rank: no writer or exclusive user, and `team` shared with the other ranks
+        return [team] if _free(base.path) and team.acquire(exclusive=False) else None
+
+
+def _acquire_own(lock: _FileLock, tries: int = 20) -> bool:
+    """A rank's own lock; a few quick retries, since a rank starting beside us probes it for a moment
+    (`_held_by_others`), while a real holder keeps it for the whole run."""
+    for _ in range(tries):
+        if lock.acquire(exclusive=True):
+            return True
+        time.sleep(0.01)
+    return False
+
+
 @contextlib.contextmanager
 def lock_run(
     root: Path, purpose: str, *, exclusive: bool = False, rank: int = 0, world_size: int = 1
 ) -> Iterator[Holder]:
-    """Hold the run folder for writing shard `rank` of `world_size`, or alone (`exclusive`).
+    """Hold the run folder for writing shard `rank` of `world_size`, or alone (`exclusive`); exclusive
+    with `world_size` > 1 is one rank of a team that holds the folder together (a torchrun rescore).
 
     Raises RunBusy (exit 2, naming the holder) instead of waiting.
     """
@@ -143,18 +207,18 @@ def lock_run(
     except OSError as e:
         raise EvalkitError(f"cannot create {folder} ({e.strerror}); check --runs-dir is writable") from None
     me = Holder.me(purpose, rank, world_size)
-    base = _FileLock(folder / "folder")
-    if not base.acquire(exclusive=exclusive):
+    bases = _take_base(folder, exclusive, world_size)
+    if bases is None:
         held = _held_by_others(folder, set())
         raise _busy(Path(root), [h for _, h in held], purpose)
     own: _FileLock | None = None
     try:
-        if exclusive:
+        if exclusive and world_size == 1:
             own = _FileLock(folder / "exclusive")
             own.acquire(exclusive=True)  # always free while `folder` is held exclusively
         else:
             own = _FileLock(folder / f"rank{rank}")
-            if not own.acquire(exclusive=True):
+            if not _acquire_own(own):
                 raise _busy(Path(root), [_read_holder(own.path)], purpose)
             own.write(me)
             others = [h for _, h in _held_by_others(folder, {own.path})]
@@ -167,4 +231,5 @@ def lock_run(
     finally:
         if own is not None:
             own.release()
-        base.release()
+        for lock in reversed(bases):
+            lock.release()

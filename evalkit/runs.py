@@ -5,6 +5,8 @@ runs/<protocol id>/<model>-<config hash>/
     samples/<id>/<k>.png     images (+ <k>.json: think text, timing, seed)
     records.jsonl            one scored record per image (append-only)
     records.rank<r>.jsonl    per-rank records of a sharded run, until `merge_shards`
+    records.rescore-<hash>[.rank<r>].jsonl   records a rescore stages (per rank under torchrun) until
+                             `commit_rescore` makes them current
     summary.json             aggregated scores
 """
 
@@ -35,6 +37,7 @@ logger = logging.getLogger(__name__)
 RECORDS = "records.jsonl"
 MAX_NAME = 100  # characters of a sample folder name; longer ids are cut and suffixed with their hash
 _SAFE = re.compile(r"[^A-Za-z0-9._@+=-]")
+_SHARD_FILE = re.compile(r"records\.rank\d+\.jsonl")
 
 
 def stable_hash(obj: Any, length: int = 8) -> str:
@@ -269,6 +272,15 @@ def versions() -> dict[str, str | None]:
     return found
 
 
+def _unused(path: Path) -> Path:
+    """`path`, or the same name with a counter when it exists (two backups within one second)."""
+    n, candidate = 1, path
+    while candidate.exists():
+        candidate = path.with_name(f"{path.name.removesuffix('.bak.jsonl')}-{n}.bak.jsonl")
+        n += 1
+    return candidate
+
+
 def provenance() -> dict[str, Any]:
     """Who wrote: versions, git sha, host, time, and the rank and world size of a sharded run."""
     entry: dict[str, Any] = {
@@ -388,7 +400,8 @@ class Run:
         return self.root / f"records.rank{shard.rank}.jsonl"
 
     def shard_record_files(self) -> list[Path]:
-        return sorted(self.root.glob("records.rank*.jsonl"))
+        """records.rank<r>.jsonl only: a dated backup of one (records.rank0.<stamp>.bak.jsonl) is not live."""
+        return sorted(p for p in self.root.glob("records.rank*.jsonl") if _SHARD_FILE.fullmatch(p.name))
 
     def records(self) -> list[dict[str, Any]]:
         """The current record of every image: the merged file, then shard files not merged yet; a later
@@ -402,22 +415,54 @@ class Run:
     def append_record(self, record: dict[str, Any], shard: Shard = Shard()) -> None:
         append_jsonl(self.records_path(shard), record)
 
-    def rescore_path(self, scorer_hash: str) -> Path:
-        """Where a rescore stages its records until it completes (the old records stay in force)."""
-        return self.root / f"records.rescore-{scorer_hash}.jsonl"
+    def rescore_path(self, scorer_hash: str, shard: Shard = Shard()) -> Path:
+        """Where a rescore stages its records until it completes (the old records stay in force): one
+        file for one process, one per rank for the ranks of a torchrun job."""
+        if shard.world_size == 1:
+            return self.root / f"records.rescore-{scorer_hash}.jsonl"
+        return self.root / f"records.rescore-{scorer_hash}.rank{shard.rank}.jsonl"
 
-    def commit_rescore(self, staging: Path) -> None:
+    def rescore_files(self, scorer_hash: str) -> list[Path]:
+        """Every file staging a rescore under `scorer_hash`, whatever world size wrote it."""
+        ranked = re.compile(rf"records\.rescore-{re.escape(scorer_hash)}\.rank(\d+)\.jsonl")
+        ranks = [(int(m.group(1)), p) for p in self.root.glob(f"records.rescore-{scorer_hash}.rank*.jsonl")
+                 if (m := ranked.fullmatch(p.name))]  # fmt: skip
+        one = self.rescore_path(scorer_hash)
+        return ([one] if one.exists() else []) + [p for _, p in sorted(ranks)]
+
+    def staged_records(self, scorer_hash: str) -> list[dict[str, Any]]:
+        """The records a rescore under `scorer_hash` has staged so far, one per image, from one process
+        and any ranks alike (an interrupted rescore resumes with another world size). A failed record
+        never replaces a good one: an image is re-scored only while its record is missing or failed."""
+        seen: dict[str, dict[str, Any]] = {}
+        for path in self.rescore_files(scorer_hash):
+            for rec in read_jsonl(path):
+                old = seen.get(rec["id"])
+                if old is None or old.get("failed") or not rec.get("failed"):
+                    seen[rec["id"]] = rec
+        return sorted(seen.values(), key=lambda r: (str(r.get("sample_id")), r.get("k", 0)))
+
+    def commit_rescore(self, scorer_hash: str) -> int:
         """Make a completed rescore current in one rename; the old records are kept as a dated backup.
 
-        At every instant records.jsonl is either the old or the new set, so a crash here loses nothing.
+        The staged records of every process or rank are written into one file first, so at every instant
+        records.jsonl is either the old or the new set and a crash here loses nothing (staging files
+        left behind by a crash after the rename are committed again, unchanged, by the next rescore).
+        Returns the number of records committed.
         """
+        records = self.staged_records(scorer_hash)
+        staging = self.rescore_files(scorer_hash)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         current = self.root / RECORDS
         if current.exists():
-            os.link(current, current.with_name(f"records.{stamp}.bak.jsonl"))
-        os.replace(staging, current)
+            os.link(current, _unused(current.with_name(f"records.{stamp}.bak.jsonl")))
+        body = "".join(redact.dumps(r, sort_keys=True, default=str) + "\n" for r in records)
+        atomic_write_bytes(current, body.encode())
+        for path in staging:
+            path.unlink()
         for path in self.shard_record_files():
-            path.rename(path.with_name(f"{path.stem}.{stamp}.bak.jsonl"))
+            path.rename(_unused(path.with_name(f"{path.stem}.{stamp}.bak.jsonl")))
+        return len(records)
 
     def merge_shards(self) -> int:
         """Fold per-rank record files into records.jsonl (sorted), then remove them. Returns #records."""

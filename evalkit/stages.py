@@ -17,8 +17,8 @@ from evalkit.console import progress as progress_bar
 from evalkit.errors import EvalkitError
 
 RESCORE_ALONE = (
-    "--rescore runs in one process: start it without torchrun and unset RANK/WORLD_SIZE "
-    "(a sharded run is merged first)"
+    "--rescore needs one process or the ranks of one job started together (torchrun with MASTER_ADDR): "
+    "independent RANK/WORLD_SIZE shards cannot commit it; unset RANK/WORLD_SIZE or use torchrun"
 )
 
 
@@ -187,33 +187,41 @@ def srr_stage(run, bench, samples, make_refiner, srr: SRROptions, *, seed, make_
     return stats
 
 
-def score_stage(run, bench, samples, score_options, shard, batch_size, rescore: bool, judge: JudgeChoice,
-                show_progress: bool = True, retry_failed: bool = True, beat: Beat = _no_beat) -> None:  # fmt: skip
-    """Score images without a current record (and failed ones, with `retry_failed`).
-
-    `rescore` is transactional: new records are staged in records.rescore-<hash>.jsonl (an interrupted
-    rescore resumes from it) and replace the old ones in one rename once every image has one; until then
-    the old records, summary and report stay in force.
-    """
-    from evalkit import pipeline
-    from evalkit.runs import read_jsonl, stable_hash
+def scorer_hash(bench, score_options: dict[str, Any], judge: JudgeChoice) -> tuple[dict[str, Any], str]:
+    """(scorer config, its hash): what keys a run's records (scorer options and the judge)."""
+    from evalkit.runs import stable_hash
 
     config = checked_scorer_config(bench, score_options)
     if judge.spec:
         config["judge"] = judge.config()
-    scorer_hash = stable_hash(config)
+    return config, stable_hash(config)
+
+
+def score_stage(run, bench, samples, score_options, shard, batch_size, rescore: bool, judge: JudgeChoice,
+                show_progress: bool = True, retry_failed: bool = True, beat: Beat = _no_beat,
+                commit: bool = True) -> str:  # fmt: skip
+    """Score images without a current record (and failed ones, with `retry_failed`); returns the
+    scorer hash.
+
+    `rescore` is transactional: new records are staged in records.rescore-<hash>.jsonl (one file per
+    rank of a torchrun job; an interrupted rescore resumes from all of them, whatever world size wrote
+    them) and replace the old ones in one rename once every image has one; until then the old records,
+    summary and report stay in force. With `commit=False` (a rank of a team) the staged records are
+    left for rank 0's `commit_rescore_stage` once every rank is done.
+    """
+    from evalkit import pipeline
+
+    config, scorer_hash_ = scorer_hash(bench, score_options, judge)
     target = None
     if rescore:
-        if shard.world_size > 1:
-            raise EvalkitError(RESCORE_ALONE)
-        target = run.rescore_path(scorer_hash)
-        staged = read_jsonl(target)
+        target = run.rescore_path(scorer_hash_, shard)
         todo = pipeline.pending_records(
-            run, bench, samples, scorer_hash, retry_failed=retry_failed, records=staged
-        )
+            run, bench, samples, scorer_hash_, retry_failed=retry_failed,
+            records=run.staged_records(scorer_hash_),
+        )  # fmt: skip
     else:
-        pipeline.check_scorer(run, scorer_hash)
-        todo = pipeline.pending_records(run, bench, samples, scorer_hash, retry_failed=retry_failed)
+        pipeline.check_scorer(run, scorer_hash_)
+        todo = pipeline.pending_records(run, bench, samples, scorer_hash_, retry_failed=retry_failed)
     if todo:
         beat()
         if judge.spec:
@@ -229,8 +237,26 @@ def score_stage(run, bench, samples, score_options, shard, batch_size, rescore: 
             )  # fmt: skip
     elif show_progress:
         err.print("[dim]score: every image already has a record[/dim]")
-    if target is not None and target.exists():
-        run.commit_rescore(target)
+    if rescore and commit:
+        commit_rescore_stage(run, bench, samples, scorer_hash_)
+    return scorer_hash_
+
+
+def commit_rescore_stage(run, bench, samples, scorer_hash_: str) -> None:
+    """Commit a rescore whose staged records (of any process or rank) cover every image of `samples`;
+    a gap (a rank that did not finish) is an error and the old records stay in force."""
+    from evalkit import pipeline
+
+    if not run.rescore_files(scorer_hash_):
+        return
+    staged = run.staged_records(scorer_hash_)
+    left = pipeline.pending_records(run, bench, samples, scorer_hash_, retry_failed=False, records=staged)
+    if left:
+        raise EvalkitError(
+            f"the rescore of {run.root} has no record yet for {len(left)} image(s) (first: "
+            f"{left[0][0].id}/{left[0][1]}); the old records stay in force: re-run the same command to finish it"
+        )
+    run.commit_rescore(scorer_hash_)
 
 
 def summarize_run(run, bench, samples) -> dict[str, Any]:

@@ -87,3 +87,48 @@ def test_an_exclusive_holder_keeps_writers_out(tmp_path):
         _kill(holder)
     with run.lock("score"):
         pass
+
+
+def test_the_ranks_of_a_rescore_share_the_run_and_keep_every_other_writer_out(tmp_path):
+    run = Run(tmp_path / "r")
+    rank0 = _hold(run.root, rank=0, world=2, exclusive=True)  # rank 0 of a torchrun rescore
+    try:
+        with run.lock("rescore", shard=Shard(1, 2), exclusive=True):  # its rank 1 stages beside it
+            pass
+        outsiders = [
+            ("score", Shard(), False),  # a plain writer
+            ("score", Shard(1, 2), False),  # a shard of a plain sharded run of the same size
+            ("rescore", Shard(), True),  # a one-process rescore or merge
+            ("rescore", Shard(0, 2), True),  # a second job's rank 0
+        ]
+        for purpose, shard, exclusive in outsiders:
+            with (
+                pytest.raises(RunBusy, match=str(rank0.pid)),
+                run.lock(purpose, shard=shard, exclusive=exclusive),
+            ):
+                pass
+        with (
+            pytest.raises(RunBusy, match="WORLD_SIZE=3"),
+            run.lock("rescore", shard=Shard(1, 3), exclusive=True),
+        ):
+            pass
+    finally:
+        _kill(rank0)
+    with run.lock("score"):
+        pass
+
+
+@pytest.mark.parametrize("held", [(1, 2, False), (0, 1, True)], ids=["beside a writer", "beside a rescore"])
+def test_a_rescore_rank_is_refused_beside_a_writer_or_a_one_process_rescore(tmp_path, held):
+    run = Run(tmp_path / "r")
+    holder = _hold(run.root, *held)
+    try:
+        with (
+            pytest.raises(RunBusy, match=str(holder.pid)),
+            run.lock("rescore", shard=Shard(0, 2), exclusive=True),
+        ):
+            pass
+    finally:
+        _kill(holder)
+    with run.lock("rescore", shard=Shard(0, 2), exclusive=True):
+        pass

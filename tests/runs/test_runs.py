@@ -70,3 +70,31 @@ def test_merge_prefers_nothing_and_loses_nothing(tmp_path):
     merged = [json.loads(x) for x in (tmp_path / "records.jsonl").read_text().splitlines()]
     assert [r["v"] for r in merged] == list(range(6))
     assert not list(tmp_path.glob("records.rank*"))
+
+
+def _rec(image: str, scorer: str, **extra) -> dict:
+    sample, k = image.split("/")
+    return {"id": image, "sample_id": sample, "k": int(k), "scorer_hash": scorer, **extra}
+
+
+def test_a_rescore_staged_by_any_world_size_is_committed_whole_and_its_backups_stay_dead(tmp_path):
+    run = Run(tmp_path)
+    for image in ("a/0", "b/0", "c/0"):
+        run.append_record(_rec(image, "old"))
+    run.append_record(_rec("c/0", "old", late=True), Shard(1, 2))  # an unmerged shard file
+    # an interrupted one-process rescore, resumed by 2 ranks, then by 3 (rank 2 retries a failure)
+    append_jsonl(run.rescore_path("new"), _rec("a/0", "new"))
+    append_jsonl(run.rescore_path("new", Shard(1, 2)), _rec("b/0", "new", failed=True))
+    append_jsonl(run.rescore_path("new", Shard(0, 3)), _rec("c/0", "new"))
+    append_jsonl(run.rescore_path("new", Shard(2, 3)), _rec("b/0", "new"))
+    append_jsonl(run.rescore_path("other"), _rec("a/0", "other"))  # another rescore's staging: untouched
+    staged = run.staged_records("new")
+    assert [(r["id"], r.get("failed")) for r in staged] == [("a/0", None), ("b/0", None), ("c/0", None)]
+    assert run.commit_rescore("new") == 3
+    assert read_jsonl(run.root / "records.jsonl") == staged
+    assert run.records() == staged  # the backed-up shard file is not read as a live one
+    assert run.rescore_files("new") == [] and run.rescore_files("other") == [run.rescore_path("other")]
+    # a second commit within the same second keeps both backups
+    append_jsonl(run.rescore_path("new"), _rec("a/0", "new"))
+    run.commit_rescore("new")
+    assert len(list(run.root.glob("records.2*.bak.jsonl"))) == 2
