@@ -30,7 +30,7 @@ import torch
 
 from evalkit.errors import EvalkitError
 from evalkit.grpo.advantages import PerPromptStatTracker
-from evalkit.grpo.alphagrpo import parallel
+from evalkit.grpo.alphagrpo import checkpoint, parallel
 from evalkit.grpo.alphagrpo.advantages import AdvantageConfig
 from evalkit.grpo.alphagrpo.comm import Comm
 from evalkit.grpo.alphagrpo.config import write_resolved
@@ -497,68 +497,11 @@ class AlphaGRPOTrainer:
         return self.run_dir / "checkpoints" / f"step_{self.step if step is None else step}"
 
     def save_checkpoint(self) -> Path:
-        """Adapter (PEFT layout, loadable by the `alphagrpo` generator) + everything exact resume needs.
-
-        `trainer_state.pt` holds the whole LoRA and the run's state; with several processes each rank adds
-        `rank<r>.pt` (its RNG, and under FSDP its LoRA and optimizer shards)."""
-        folder = self.checkpoint_dir()
-        folder.mkdir(parents=True, exist_ok=True)
-        lora = {n: parallel.full(v).clone() for n, v in self.model.lora_state().items()}  # all ranks
-        if self.comm.rank == 0:
-            self.model.save_adapter(folder / "adapter", state=lora)
-            torch.save(self._state(lora), folder / "trainer_state.pt")
-        if self.comm.world_size > 1:
-            torch.save(self._rank_state(), folder / f"rank{self.comm.rank}.pt")
-        self.comm.barrier()
-        return folder
-
-    def _state(self, lora: dict[str, torch.Tensor]) -> dict[str, Any]:
-        return {
-            "step": self.step,
-            "processes": self.comm.world_size,
-            "lora": lora,
-            "optimizer": None if self.sharded else self.optimizer.state_dict(),
-            "history": self.history,
-            "abstained_total": self.abstained_total,
-            "tracker_history": sorted(self.tracker.history_prompts),
-            "rng": _rng_state(),
-        }
-
-    def _rank_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"rng": _rng_state()}
-        if self.sharded:
-            state["lora"] = {n: parallel.local(v).clone() for n, v in self.model.lora_state().items()}
-            state["optimizer"] = parallel.local_state(self.optimizer.state_dict())
-        return state
+        """Adapter (PEFT layout, loadable by the `alphagrpo` generator) + everything exact resume needs."""
+        return checkpoint.save_checkpoint(self, self.checkpoint_dir())
 
     def resume(self, folder: str | Path) -> None:
-        folder = Path(folder)
-        state = torch.load(folder / "trainer_state.pt", weights_only=False)
-        saved = state.get("processes", 1)
-        if saved != self.comm.world_size and (self.sharded or state["optimizer"] is None):
-            raise EvalkitError(f"{folder} was written by {saved} FSDP process(es); resume it with {saved}")
-        mine = folder / f"rank{self.comm.rank}.pt"
-        rank_state = torch.load(mine, weights_only=False) if mine.exists() else {"rng": state["rng"]}
-        if self.sharded:
-            if "optimizer" not in rank_state:
-                raise EvalkitError(f"{folder} holds no FSDP shards; resume it without fsdp.yaml")
-            self.model.load_lora_state(rank_state["lora"])
-            self.optimizer.load_state_dict(rank_state["optimizer"])
-            parallel.reshard_optimizer_state(self.optimizer)
-        else:
-            self.model.load_lora_state(state["lora"])
-            self.optimizer.load_state_dict(state["optimizer"])
-        self.step, self.history = state["step"], list(state["history"])
-        self.abstained_total = state["abstained_total"]
-        self.tracker.history_prompts = set(state["tracker_history"])
-        rng = rank_state["rng"]
-        random.setstate(rng["python"])
-        np.random.set_state(rng["numpy"])
-        torch.set_rng_state(rng["torch"])
-
-
-def _rng_state() -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+        checkpoint.resume(self, folder)
 
 
 def _json_safe(value):
