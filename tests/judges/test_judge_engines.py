@@ -329,6 +329,25 @@ def test_engine_judge_chat_caches_only_parsed_replies_and_reports_engine_errors(
     assert judge.stats["failures"] == 3
 
 
+def test_chat_validator_that_raises_judge_failure_is_an_unparseable_reply(tmp_path) -> None:
+    """Every judge shares one chat(): a validator's JudgeFailure, like its ValueError, makes the reply an
+    UnparseableReply (the caller gets the text through `ask`), counted and never cached."""
+    from evalkit.judges.base import JudgeFailure, UnparseableReply, ask
+    from evalkit.judges.engine import EngineJudge
+
+    engine = CannedEngine("odd", "odd")
+    judge = EngineJudge(engine, name="m", cache=tmp_path / "c.sqlite")
+
+    def validate(text: str) -> None:
+        raise JudgeFailure("no verdict")
+
+    message = {"role": "user", "content": "Rate."}
+    with pytest.raises(UnparseableReply, match="unparseable reply: no verdict"):
+        judge.chat([message], validate=validate)
+    assert ask(judge, [message], validate) == "odd"  # asked again: nothing was cached
+    assert len(engine.requests) == 2 and judge.stats["failures"] == 2
+
+
 # ------------------------------------------------------------------------------------------ specs
 
 
