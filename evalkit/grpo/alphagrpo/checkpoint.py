@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,8 +18,7 @@ import torch
 from evalkit.errors import EvalkitError
 from evalkit.grpo.alphagrpo import parallel
 
-if TYPE_CHECKING:
-    from evalkit.grpo.alphagrpo.trainer import AlphaGRPOTrainer
+AlphaGRPOTrainer = Any  # alphagrpo.trainer.AlphaGRPOTrainer (not imported: it imports this module)
 
 
 def save_checkpoint(trainer: AlphaGRPOTrainer, folder: Path) -> Path:
