@@ -1,6 +1,7 @@
 """`--rescore` under torchrun: 2 CPU ranks stage their shards and rank 0 commits the records and summary
 of a 1-process rescore; an interrupted rescore leaves the old records in force and resumes from what was
-staged, with the same or another world size; independent RANK/WORLD_SIZE shards stay refused."""
+staged (a rank SIGKILLed or failing mid-shard), with the same or another world size; independent
+RANK/WORLD_SIZE shards stay refused."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_torchrun_eval import LIMIT, _args, _env, _records, _run_dir, _torchrun
+from test_torchrun_eval import WORKER, _args, _env, _records, _run_dir, _torchrun
 
 from evalkit.runs import read_jsonl
 
@@ -86,44 +87,36 @@ def _break_image(run_dir: Path, sample: str, k: int) -> tuple[Path, bytes]:
     return path, good
 
 
-@pytest.mark.parametrize("resume_world", [2, 1])
-def test_an_interrupted_two_rank_rescore_keeps_the_old_records_and_resumes(scored, tmp_path, resume_world):
+@pytest.mark.parametrize(("fault", "resume_world"), [("kill", 2), ("corrupt", 1)])
+def test_an_interrupted_two_rank_rescore_keeps_the_old_records_and_resumes(
+    scored, tmp_path, fault, resume_world
+):
     base, one = scored
     two = _copy(base, tmp_path)
     old = {name: (two / name).read_bytes() for name in ("records.jsonl", "summary.json")}
-    # rank 1 takes samples 1, 3, ...: its last image of sample 1 cannot be read, so it fails mid-shard
-    broken, good = _break_image(two, "00001", 3)
-    failed = _torchrun(2, ["-m", "evalkit.cli", *_rescore(two)], _env())
-    assert failed.returncode != 0 and "corrupt image" in failed.stderr
+    # rank 1 takes samples 1, 3, ...: it is SIGKILLed on its second image (torchrun then stops rank 0),
+    # or the last image of sample 1 cannot be read and it fails there
+    if fault == "kill":
+        env = _env(EVALKIT_TEST_FAULT="kill", EVALKIT_TEST_FAULT_RANK="1", EVALKIT_TEST_FAULT_AT="score")
+        failed = _torchrun(2, [str(WORKER), *_rescore(two)], env)
+        first_left = "00001/1"
+    else:
+        broken, good = _break_image(two, "00001", 3)
+        failed = _torchrun(2, ["-m", "evalkit.cli", *_rescore(two)], _env())
+        assert "corrupt image" in failed.stderr
+        first_left = "00001/3"
+    assert failed.returncode != 0
     assert {name: (two / name).read_bytes() for name in old} == old  # the old records stay in force
     staged = {r["id"]: r for path in two.glob("records.rescore-*.rank*.jsonl") for r in read_jsonl(path)}
-    assert {"00001/0", "00001/1", "00001/2"} <= set(staged) and "00001/3" not in staged
-    broken.write_bytes(good)
-    if resume_world == 2:
-        done = _torchrun(2, ["-m", "evalkit.cli", *_rescore(two)], _env())
-    else:
-        done = _one(_rescore(two))
+    assert "00001/0" in staged and first_left not in staged
+    if fault == "corrupt":
+        broken.write_bytes(good)
+    target = _rescore(two)
+    done = _torchrun(2, ["-m", "evalkit.cli", *target], _env()) if resume_world == 2 else _one(target)
     assert done.returncode == 0, done.stderr[-3000:]
     _assert_rescored_like(one, two)
     committed = {r["id"]: r for r in read_jsonl(two / "records.jsonl")}
     assert all(committed[i] == r for i, r in staged.items())  # staged images were not scored again
-
-
-def test_a_one_process_rescore_resumes_under_two_ranks(scored, tmp_path):
-    base, one = scored
-    two = _copy(base, tmp_path)
-    broken, good = _break_image(two, f"{LIMIT - 1:05d}", 0)
-    failed = _one(_rescore(two))
-    assert failed.returncode == 2 and "corrupt image" in failed.stderr
-    (staging,) = two.glob("records.rescore-*.jsonl")
-    staged = {r["id"]: r for r in read_jsonl(staging)}
-    assert len(staged) == (LIMIT - 1) * 4
-    broken.write_bytes(good)
-    done = _torchrun(2, ["-m", "evalkit.cli", *_rescore(two)], _env())
-    assert done.returncode == 0, done.stderr[-3000:]
-    _assert_rescored_like(one, two)
-    committed = {r["id"]: r for r in read_jsonl(two / "records.jsonl")}
-    assert all(committed[i] == r for i, r in staged.items())
 
 
 def test_independent_shards_are_refused_a_rescore_in_one_line(scored, tmp_path):

@@ -1,7 +1,8 @@
-"""`evalkit` CLI with a fault injected into one rank's generator (tests only).
+"""`evalkit` CLI with a fault injected into one rank's generator or GenEval scorer (tests only).
 
 EVALKIT_TEST_FAULT=fail|hang|kill and EVALKIT_TEST_FAULT_RANK=r: on rank r the second call to the
-tiny SD3 generator raises, sleeps forever, or kills its own process with SIGKILL (as the OOM killer would).
+tiny SD3 generator (or, with EVALKIT_TEST_FAULT_AT=score, to the GenEval scorer) raises, sleeps forever,
+or kills its own process with SIGKILL (as the OOM killer would).
 """
 
 from __future__ import annotations
@@ -11,28 +12,31 @@ import signal
 import sys
 import time
 
+from evalkit.benchmarks.geneval.scorer import GenEvalScorer
 from evalkit.cli import main
 from evalkit.generators.diffusers_t2i import DiffusersGenerator
 
 FAULT = os.environ["EVALKIT_TEST_FAULT"]
 ON_RANK = int(os.environ["EVALKIT_TEST_FAULT_RANK"])
-real_generate = DiffusersGenerator.generate
+AT = os.environ.get("EVALKIT_TEST_FAULT_AT", "generate")
+owner, method = (GenEvalScorer, "score_images") if AT == "score" else (DiffusersGenerator, "generate")
+real = getattr(owner, method)
 calls = {"n": 0}
 
 
-def faulty_generate(self, requests):
+def faulty(self, *args):
     calls["n"] += 1
     if calls["n"] == 2:
         if FAULT == "fail":
-            raise RuntimeError("injected generator fault")
+            raise RuntimeError(f"injected {'scorer' if AT == 'score' else 'generator'} fault")
         if FAULT == "hang":
             time.sleep(3600)
         if FAULT == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
-    return real_generate(self, requests)
+    return real(self, *args)
 
 
 if int(os.environ.get("RANK", "0")) == ON_RANK:
-    DiffusersGenerator.generate = faulty_generate
+    setattr(owner, method, faulty)
 sys.argv = ["evalkit", *sys.argv[1:]]
 main()
