@@ -181,7 +181,11 @@ class GRPOTrainer:
 
     @property
     def unwrapped(self) -> torch.nn.Module:
-        return self.accelerator.unwrap_model(self.transformer)
+        """The bare transformer, looked up once: `unwrap_model` costs ~1.5 ms and ran on every KL step."""
+        if getattr(self, "_unwrapped_for", None) is not self.transformer:
+            self._unwrapped = self.accelerator.unwrap_model(self.transformer)
+            self._unwrapped_for = self.transformer
+        return self._unwrapped
 
     def lora_parameters(self) -> list[torch.nn.Parameter]:
         named = dict(self.unwrapped.named_parameters())
@@ -189,13 +193,24 @@ class GRPOTrainer:
 
     @contextmanager
     def reference_model(self) -> Iterator[torch.nn.Module]:
-        """The base model: the same transformer with its LoRA adapter switched off."""
+        """The base model: the same transformer with its LoRA adapter switched off.
+
+        Switches the LoRA layers found once per run, as diffusers' `disable_adapters`/`enable_adapters` do
+        layer by layer; those re-walk every module and re-read peft's installed version on each call, which
+        made the KL step slower than the official trainer's."""
         model = self.unwrapped
-        model.disable_adapters()
+        if getattr(self, "_lora_layers_of", None) is not model:
+            from peft.tuners.tuners_utils import BaseTunerLayer
+
+            self._lora_layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+            self._lora_layers_of = model
+        for layer in self._lora_layers:
+            layer.enable_adapters(False)
         try:
             yield model
         finally:
-            model.enable_adapters()
+            for layer in self._lora_layers:
+                layer.enable_adapters(True)
 
     def negative_embeds(self) -> PromptEmbeds:
         """The negative prompt encoded once per run (the text encoders are frozen)."""
