@@ -9,6 +9,8 @@ the boundary by accelerate, so no backend steps on every micro-batch.
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from evalkit.grpo.config import GRPOConfig
@@ -23,9 +25,33 @@ def accumulation_steps(config: GRPOConfig) -> int:
 def build_accelerator(config: GRPOConfig):
     from accelerate import Accelerator
 
-    return Accelerator(
+    accelerator = Accelerator(
         mixed_precision=config.mixed_precision, gradient_accumulation_steps=accumulation_steps(config)
     )
+    fsdp_on_cpu(accelerator)
+    return accelerator
+
+
+def fsdp_on_cpu(accelerator) -> None:
+    """Honour an FSDP launch config on CPU processes (`ACCELERATE_USE_CPU=true`, gloo), where accelerate
+    silently falls back to plain data parallel: FSDP2 runs there, so the sharded path (and its checkpoints)
+    is what runs and what CI tests. Called before `prepare`; a no-op anywhere else."""
+    from accelerate.state import PartialState
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    asked = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    if not asked or accelerator.distributed_type != DistributedType.MULTI_CPU:
+        return
+    plugin = FullyShardedDataParallelPlugin()
+    if plugin.fsdp_version != 2:
+        from evalkit.errors import EvalkitError
+
+        raise EvalkitError("FSDP on CPU processes needs FSDP2: set fsdp_version: 2 in the accelerate config")
+    if accelerator.mixed_precision != "no":
+        plugin.set_mixed_precision(accelerator.mixed_precision)
+    PartialState().distributed_type = DistributedType.FSDP  # both states: accelerate reads either
+    accelerator.state.distributed_type = DistributedType.FSDP
+    accelerator.state.fsdp_plugin = plugin
 
 
 def configure_backend(accelerator, config: GRPOConfig) -> None:
@@ -51,12 +77,6 @@ def check_accumulation(accelerator, config: GRPOConfig) -> None:
             f"x {config.num_train_timesteps} = {expected}: remove gradient_accumulation_steps from the accelerate "
             "or DeepSpeed config (and ACCELERATE_GRADIENT_ACCUMULATION_STEPS) and set it with --set instead"
         )
-
-
-def full_tensor(tensor: torch.Tensor) -> torch.Tensor:
-    """The whole tensor of an FSDP2 shard (a collective: every process must call it), else the tensor."""
-    gather = getattr(tensor, "full_tensor", None)
-    return gather() if gather is not None else tensor
 
 
 def reduce_metrics(accelerator, means: dict[str, float], maxima: dict[str, float]) -> dict[str, float]:

@@ -73,12 +73,24 @@ def train(
 ) -> list[dict[str, Any]]:
     """Train a LoRA with GRPO on `prompts` under `config` (rewards from `config.rewards`) and save it to
     `<output_dir>/final/lora`; returns the per-epoch history."""
+    from evalkit.grpo import checkpoint
+    from evalkit.grpo.distributed import build_accelerator
     from evalkit.grpo.trainer import GRPOTrainer
     from evalkit.rewards.factory import build_reward
 
+    accelerator = build_accelerator(config)
+    if config.resume_from:  # a checkpoint this layout cannot take is refused before the model loads
+        try:
+            folder = checkpoint.resolve_resume(Path(config.output_dir), config.resume_from)
+        except FileNotFoundError:
+            folder = None  # 'latest' without a checkpoint yet: the trainer says so
+        if folder is not None:
+            checkpoint.check_resume(folder, accelerator)
     scorers = {name: build_reward(name) for name in config.rewards}
     pipeline = load_pipeline(model or config.pretrained_model)
-    trainer = GRPOTrainer(config, pipeline, scorers, prompts, eval_prompts=eval_prompts)
+    trainer = GRPOTrainer(
+        config, pipeline, scorers, prompts, accelerator=accelerator, eval_prompts=eval_prompts
+    )
     history = trainer.train()
     trainer.save_lora(Path(config.output_dir) / "final" / "lora")
     trainer.accelerator.end_training()

@@ -1,9 +1,10 @@
 """Flow-GRPO under accelerate: one optimiser step per intended step, the same trajectory on 1 and 2 processes.
 
-DDP runs here (2 CPU processes, gloo). accelerate runs FSDP and DeepSpeed only on accelerators (on a CPU it
-falls back to MULTI_CPU / one process), so for those the tests check what the CPU can: the trainer hands every
-backward to accelerate with the accumulation boundary (the flag DeepSpeed's engine steps on), and the shipped
-launch configs leave the accumulation to the trainer.
+DDP runs here (2 CPU processes, gloo), and so does FSDP2 through the shipped fsdp.yaml (accelerate itself
+falls back to MULTI_CPU on a CPU; the trainer honours the FSDP config there), resume included. DeepSpeed runs
+only on accelerators, so for it the tests check what the CPU can: the trainer hands every backward to
+accelerate with the accumulation boundary (the flag DeepSpeed's engine steps on), and the shipped launch
+configs leave the accumulation to the trainer.
 """
 
 from __future__ import annotations
@@ -131,3 +132,124 @@ def test_rollouts_per_epoch_must_fill_whole_optimizer_steps():
         )
     # The SD3.5-M recipe: 9 x 4 rollouts per process, 2 minibatches x 9 trained steps per optimiser step.
     assert accumulation_steps(GRPOConfig()) == 18
+
+
+# ------------------------------------------------- FSDP checkpoints: exact resume from the per-rank shards
+
+FSDP_YAML = "reward_ablation/accelerate/fsdp.yaml"
+PROMPTS = ["a photo of a cat", "a red car", "two dogs", "a blue bird"]
+TINY = [
+    "mixed_precision=no", "resolution=64", "num_steps=4", "timestep_fraction=0.5", "group_size=4",
+    "sample_batch_size=2", "train_batch_size=2", "num_batches_per_epoch=2", "gradient_accumulation_steps=2",
+    "learning_rate=3e-3", "beta=0.01", "lora_rank=4", "lora_alpha=128", "max_sequence_length=16",
+    "save_freq=1", "ema_update_interval=1", "async_rewards=false", "filter_zero_std=false",
+]  # fmt: skip
+
+
+def _train(tmp_path: Path, out: Path, epochs: int, nproc: int, *sets: str) -> subprocess.CompletedProcess:
+    """`accelerate launch --config_file fsdp.yaml -m evalkit.grpo.launch` on `nproc` CPU processes (gloo);
+    `nproc` 1: the plain command."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(PROMPTS) + "\n")
+    args = ["-m", "evalkit.grpo.launch", "--model", "tiny-sd3", "--prompts", str(prompts)]
+    args += ["--reward", "brightness"]
+    for item in [*TINY, f"output_dir={out}", f"num_epochs={epochs}", *sets]:
+        args += ["--set", item]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
+    cmd = [sys.executable, *args]
+    if nproc > 1:
+        env["ACCELERATE_USE_CPU"] = "true"  # accelerate's multi-CPU (gloo) mode; the trainer keeps FSDP on
+        launch = ["-m", "accelerate.commands.launch", "--config_file", str(ROOT / FSDP_YAML)]
+        launch += ["--num_processes", str(nproc), "--mixed_precision", "no"]
+        launch += ["--main_process_port", str(_free_port())]
+        cmd = [sys.executable, *launch, *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+SAME = ("global_step", "reward_mean", "reward_std", "trained_samples", "policy_loss", "kl", "approx_kl", "ratio")  # fmt: skip
+
+
+def _records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def _same_tensors(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys() and a
+    for name, value in a.items():
+        assert b[name].allclose(value, rtol=1e-5, atol=1e-6), name
+
+
+def test_fsdp_resume_from_step_1_equals_the_uninterrupted_run(tmp_path):
+    """2 FSDP2 processes: 2 steps straight == 1 step, stop, resume from its checkpoint, 1 step (rewards,
+    losses, raw LoRA, EMA LoRA, optimiser state restored from each rank's shards)."""
+    import torch
+    from safetensors.torch import load_file
+
+    runs = {"full": 2, "part": 1}
+    for name, epochs in runs.items():
+        done = _train(tmp_path, tmp_path / name, epochs, 2)
+        assert done.returncode == 0, done.stderr[-3000:]
+    step1 = tmp_path / "part" / "checkpoints" / "checkpoint-1"
+    done = _train(tmp_path, tmp_path / "resumed", 2, 2, f"resume_from={step1}")
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    state = torch.load(step1 / "trainer_state.pt", weights_only=False)
+    assert (state["layout"], state["processes"], state["optimizer"]) == ("fsdp", 2, None)
+    shard = torch.load(step1 / "rank1.pt", weights_only=False)
+    whole = next(iter(state["lora"].values()))
+    assert shard["lora"][0].shape[0] * 2 == whole.shape[0]  # really sharded: rank 1 holds half of each matrix
+    assert shard["optimizer"]["state"][0]["exp_avg"].shape == shard["lora"][0].shape
+
+    full, resumed = _records(tmp_path / "full"), _records(tmp_path / "resumed")
+    assert [r["epoch"] for r in resumed] == [1]
+    assert full[1]["kl"] > 0  # the second step starts from trained weights
+    for key in SAME:
+        assert resumed[0][key] == pytest.approx(full[1][key], rel=1e-5, abs=1e-7), key
+    end = {n: torch.load(tmp_path / n / "checkpoints" / "checkpoint-2" / "trainer_state.pt", weights_only=False)
+           for n in ("full", "resumed")}  # fmt: skip
+    _same_tensors(end["full"]["lora"], end["resumed"]["lora"])
+    lora = "final/lora/pytorch_lora_weights.safetensors"  # the EMA weights
+    _same_tensors(load_file(tmp_path / "full" / lora), load_file(tmp_path / "resumed" / lora))
+
+    # Another layout (one process, no FSDP) cannot take 2 ranks' shards: one line, exit 2, nothing trained.
+    refused = _train(tmp_path, tmp_path / "one", 2, 1, f"resume_from={step1}")
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    line = refused.stderr.strip()
+    assert "\n" not in line and "Traceback" not in line
+    assert "FSDP shards of 2 process(es)" in line and "--num_processes 2" in line
+
+
+def test_resume_refusals_name_the_layout_that_can_take_the_checkpoint(tmp_path):
+    """(saved layout, processes) vs (this run's): shards need FSDP with the same process count; a whole
+    optimiser state needs no FSDP; DeepSpeed's partitioned state is never saved. One line each."""
+    import torch
+
+    from evalkit.errors import EvalkitError
+    from evalkit.grpo import checkpoint, shards
+
+    ok = [(("fsdp", 2), ("fsdp", 2)), (("data", 2), ("data", 1)), (("data", 1), ("data", 4))]
+    for saved, now in ok:
+        shards.check_layout(tmp_path, saved, now, FSDP_YAML)
+    refused = [
+        (("fsdp", 2), ("fsdp", 4), "this run has 4; resume it with --num_processes 2"),
+        (("fsdp", 2), ("data", 2), f"resume it under FSDP: accelerate launch --config_file {FSDP_YAML}"),
+        (("data", 2), ("fsdp", 2), f"resume it without {FSDP_YAML}"),
+    ]
+    for saved, now, fix in refused:
+        with pytest.raises(EvalkitError, match=fix):
+            shards.check_layout(tmp_path, saved, now, FSDP_YAML)
+
+    def trainer(kind: str) -> SimpleNamespace:
+        acc = SimpleNamespace(distributed_type=f"DistributedType.{kind}", num_processes=2, process_index=0)
+        return SimpleNamespace(accelerator=acc, lora_parameters=list)
+
+    def save(**state) -> Path:
+        torch.save({"processes": 2, "optimizer": None, **state}, tmp_path / checkpoint.STATE_FILE)
+        return tmp_path
+
+    with pytest.raises(EvalkitError, match="written under DeepSpeed and lacks the optimiser state"):
+        checkpoint.load_checkpoint(trainer("MULTI_GPU"), save(layout="deepspeed"))
+    with pytest.raises(EvalkitError, match="FSDP or DeepSpeed by an older evalkit"):
+        checkpoint.load_checkpoint(trainer("MULTI_GPU"), save())  # no layout, no optimiser state
+    with pytest.raises(EvalkitError, match="resuming under DeepSpeed is not supported .*accelerate/ddp.yaml or"):
+        checkpoint.load_checkpoint(trainer("DEEPSPEED"), save(layout="data", optimizer={}))

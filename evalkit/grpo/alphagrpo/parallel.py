@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from evalkit.errors import EvalkitError
+from evalkit.grpo.shards import full, is_sharded, local  # noqa: F401 - the trainer's names for them
 
 DEFAULT_WRAP = "MoTDecoderLayer"
 
@@ -106,48 +107,6 @@ def whole(modules: list[torch.nn.Module], strategy: Strategy) -> Iterator[None]:
         for m in modules:
             m.reshard()
             m.set_reshard_after_forward(strategy.reshard_after_forward)
-
-
-def is_sharded(t: torch.Tensor | None) -> bool:
-    from torch.distributed.tensor import DTensor
-
-    return isinstance(t, DTensor)
-
-
-def full(t: torch.Tensor) -> torch.Tensor:
-    """The whole tensor (a collective for a sharded one: every rank must call it)."""
-    return t.full_tensor() if is_sharded(t) else t
-
-
-def local(t: torch.Tensor) -> torch.Tensor:
-    return t.to_local() if is_sharded(t) else t
-
-
-def local_state(value: Any) -> Any:
-    """An optimizer state dict with every sharded tensor replaced by this rank's shard (picklable)."""
-    if isinstance(value, dict):
-        return {k: local_state(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [local_state(v) for v in value]
-    if isinstance(value, torch.Tensor):
-        return local(value).detach().clone()
-    return value
-
-
-def reshard_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
-    """After `load_state_dict` of a `local_state`: state tensors become shards like their parameters."""
-    from torch.distributed.tensor import DTensor
-
-    for param, state in optimizer.state.items():
-        if not is_sharded(param):
-            continue
-        for key, value in state.items():
-            if (
-                isinstance(value, torch.Tensor)
-                and not is_sharded(value)
-                and value.shape == local(param).shape
-            ):
-                state[key] = DTensor.from_local(value, param.device_mesh, param.placements)
 
 
 def describe(model, strategy: Strategy, modules: list[torch.nn.Module], world_size: int) -> dict[str, Any]:
