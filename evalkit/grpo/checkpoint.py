@@ -147,6 +147,10 @@ def load_checkpoint(trainer: GRPOTrainer, folder: str | Path) -> None:
     state = check_resume(folder, acc)
     folder, kind = Path(folder), layout(acc)
     rank_state = shards.load_rank_state(folder, acc.process_index, state.get("rng"))
+    if kind == shards.FSDP and "optimizer" not in rank_state:
+        raise EvalkitError(
+            f"{shards.rank_file(folder, acc.process_index)} is missing: copy the whole checkpoint"
+        )
     params = trainer.lora_parameters()
     with torch.no_grad():
         if kind == shards.FSDP:

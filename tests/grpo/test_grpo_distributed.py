@@ -251,5 +251,7 @@ def test_resume_refusals_name_the_layout_that_can_take_the_checkpoint(tmp_path):
         checkpoint.load_checkpoint(trainer("MULTI_GPU"), save(layout="deepspeed"))
     with pytest.raises(EvalkitError, match="FSDP or DeepSpeed by an older evalkit"):
         checkpoint.load_checkpoint(trainer("MULTI_GPU"), save())  # no layout, no optimiser state
-    with pytest.raises(EvalkitError, match="resuming under DeepSpeed is not supported .*accelerate/ddp.yaml or"):
+    with pytest.raises(
+        EvalkitError, match="resuming under DeepSpeed is not supported .*accelerate/ddp.yaml or"
+    ):
         checkpoint.load_checkpoint(trainer("DEEPSPEED"), save(layout="data", optimizer={}))
