@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 from PIL import Image
 
-from evalkit.judges.base import Judge, JudgeFailure, ask, judge_map
-from evalkit.judges.messages import image_sha256
+from evalkit.judges.base import Judge, JudgeFailure, ask
+from evalkit.rewards.base import judge_each_image
 
 FINAL_SCORE = re.compile(r"Final Score:\s*([1-5](?:\.\d+)?)")
 
@@ -114,17 +114,8 @@ class UnifiedRewardScorer:
     def score(
         self, images: list[Image.Image], prompts: list[str], metadata: list[dict[str, Any]] | None = None
     ) -> list[float | None]:
-        def one(pair: tuple[Image.Image, str]) -> tuple[float | None, list[str]]:
-            failures: list[str] = []  # per image, so the list reads as the loop's whatever the timing
-            return self._score_one(*pair, failures), failures
-
-        pairs = list(zip(images, prompts, strict=True))
-        # the same image twice waits for the first, so a repeated request is served by the cache as in a loop
-        done = judge_map(self.judge, one, pairs, workers=self.workers, key=lambda pair: image_sha256(pair[0]))
-        values = []
-        for value, failures in done:
-            values.append(value)
-            self.failures.extend(failures)
+        values, failures = judge_each_image(self.judge, self._score_one, images, prompts, self.workers)
+        self.failures.extend(failures)
         return values
 
 

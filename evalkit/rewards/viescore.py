@@ -17,8 +17,8 @@ from typing import Any, Literal
 from PIL import Image
 
 from evalkit.benchmarks.gedit.parse import min_score, parse_reply
-from evalkit.judges.base import Judge, JudgeFailure, ask, judge_map
-from evalkit.judges.messages import image_sha256
+from evalkit.judges.base import Judge, JudgeFailure, ask
+from evalkit.rewards.base import judge_each_image
 
 # Prompt texts of the official t2i protocol (vie_prompts.py, 0-shot), joined with "\n" as upstream does.
 # Kept byte-exact, trailing spaces included: they are the protocol, not prose.
@@ -161,15 +161,9 @@ class VIEScoreScorer:
     def score(
         self, images: list[Image.Image], prompts: list[str], metadata: list[dict[str, Any]] | None = None
     ) -> list[float | None]:
-        def one(pair: tuple[Image.Image, str]) -> tuple[float | None, list[str]]:
-            failures: list[str] = []  # per image, so the list reads as the loop's whatever the timing
-            return self._evaluate(*pair, failures)[self.component], failures
+        def component(image: Image.Image, prompt: str, failures: list[str]) -> float | None:
+            return self._evaluate(image, prompt, failures)[self.component]  # PQ shared by a repeated image
 
-        pairs = list(zip(images, prompts, strict=True))
-        # the same image twice (its PQ request is shared) waits for the first: the cache serves it as in a loop
-        done = judge_map(self.judge, one, pairs, workers=self.workers, key=lambda pair: image_sha256(pair[0]))
-        values = []
-        for value, failures in done:
-            values.append(value)
-            self.failures.extend(failures)
+        values, failures = judge_each_image(self.judge, component, images, prompts, self.workers)
+        self.failures.extend(failures)
         return [v / 10.0 if self.normalize and v is not None else v for v in values]
