@@ -1,7 +1,8 @@
 """Flow-GRPO under accelerate: one optimiser step per intended step, the same trajectory on 1 and 2 processes.
 
 DDP runs here (2 CPU processes, gloo), and so does FSDP2 through the shipped fsdp.yaml (accelerate itself
-falls back to MULTI_CPU on a CPU; the trainer honours the FSDP config there), resume included. DeepSpeed runs
+falls back to MULTI_CPU on a CPU; the trainer honours the FSDP config there): both take one real AdamW step
+per intended step and follow the 1-process trajectory, FSDP resume included. DeepSpeed runs
 only on accelerators, so for it the tests check what the CPU can: the trainer hands every backward to
 accelerate with the accumulation boundary (the flag DeepSpeed's engine steps on), and the shipped launch
 configs leave the accumulation to the trainer.
@@ -28,6 +29,7 @@ from evalkit.testing.sd3 import tiny_sd3_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("grpo_dist_worker.py")
+FSDP_YAML = "reward_ablation/accelerate/fsdp.yaml"
 CONFIGS = sorted((ROOT / "reward_ablation" / "accelerate").glob("*.yaml"))
 TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out"]
 
@@ -64,26 +66,36 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run_worker(out: Path, processes: int, sample_batch: int) -> dict:
+def _run_worker(out: Path, processes: int, sample_batch: int, launcher: str = "torchrun") -> dict:
+    """The worker on `processes` CPU processes: `torchrun` (accelerate sees MULTI_CPU: DDP over gloo) or
+    `fsdp` (`accelerate launch` with the shipped fsdp.yaml); 1 process runs it directly."""
     args = [str(out), str(sample_batch), "2", "2", "2"]  # num_batches, gradient_accumulation_steps, epochs
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
     if processes == 1:
         cmd = [sys.executable, str(WORKER), *args]
-    else:
+    elif launcher == "torchrun":
         env["ACCELERATE_USE_CPU"] = "true"  # accelerate's multi-CPU (gloo) mode under torchrun
         cmd = [
             sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={processes}",
             "--master-addr=127.0.0.1", f"--master-port={_free_port()}", str(WORKER), *args,
+        ]  # fmt: skip
+    else:
+        env["ACCELERATE_USE_CPU"] = "true"
+        cmd = [
+            sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / FSDP_YAML),
+            "--num_processes", str(processes), "--mixed_precision", "no", "--main_process_port", str(_free_port()),
+            str(WORKER), *args,
         ]  # fmt: skip
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(out.read_text())
 
 
-def test_two_gloo_processes_follow_the_one_process_trajectory(tmp_path):
+@pytest.mark.parametrize(("launcher", "backend"), [("torchrun", "MULTI_CPU"), ("fsdp", "FSDP")])
+def test_two_gloo_processes_follow_the_one_process_trajectory(tmp_path, launcher, backend):
     one = _run_worker(tmp_path / "one.json", 1, 4)
-    two = _run_worker(tmp_path / "two.json", 2, 2)  # same global batch: 2 processes x 2 x 2 batches
-    assert (one["backend"], two["backend"], two["num_processes"]) == ("NO", "MULTI_CPU", 2)
+    two = _run_worker(tmp_path / "two.json", 2, 2, launcher)  # same global batch: 2 processes x 2 x 2 batches
+    assert (one["backend"], two["backend"], two["num_processes"]) == ("NO", backend, 2)
     # One real AdamW step per intended step (2 epochs x 1), on both layouts.
     assert one["optimizer_steps"] == two["optimizer_steps"] == one["global_step"] == two["global_step"] == 2
     for a, b in zip(one["records"], two["records"], strict=True):
@@ -136,7 +148,6 @@ def test_rollouts_per_epoch_must_fill_whole_optimizer_steps():
 
 # ------------------------------------------------- FSDP checkpoints: exact resume from the per-rank shards
 
-FSDP_YAML = "reward_ablation/accelerate/fsdp.yaml"
 PROMPTS = ["a photo of a cat", "a red car", "two dogs", "a blue bird"]
 TINY = [
     "mixed_precision=no", "resolution=64", "num_steps=4", "timestep_fraction=0.5", "group_size=4",
