@@ -66,6 +66,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _fsdp_launch(processes: int) -> list[str]:
+    """`accelerate launch` with the shipped fsdp.yaml on `processes` CPU processes (gloo)."""
+    return [
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / FSDP_YAML),
+        "--num_processes", str(processes), "--mixed_precision", "no", "--main_process_port", str(_free_port()),
+    ]  # fmt: skip
+
+
 def _run_worker(out: Path, processes: int, sample_batch: int, launcher: str = "torchrun") -> dict:
     """The worker on `processes` CPU processes: `torchrun` (accelerate sees MULTI_CPU: DDP over gloo) or
     `fsdp` (`accelerate launch` with the shipped fsdp.yaml); 1 process runs it directly."""
@@ -73,27 +81,29 @@ def _run_worker(out: Path, processes: int, sample_batch: int, launcher: str = "t
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
     if processes == 1:
         cmd = [sys.executable, str(WORKER), *args]
-    elif launcher == "torchrun":
-        env["ACCELERATE_USE_CPU"] = "true"  # accelerate's multi-CPU (gloo) mode under torchrun
-        cmd = [
-            sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={processes}",
-            "--master-addr=127.0.0.1", f"--master-port={_free_port()}", str(WORKER), *args,
-        ]  # fmt: skip
     else:
-        env["ACCELERATE_USE_CPU"] = "true"
-        cmd = [
-            sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / FSDP_YAML),
-            "--num_processes", str(processes), "--mixed_precision", "no", "--main_process_port", str(_free_port()),
-            str(WORKER), *args,
-        ]  # fmt: skip
+        env["ACCELERATE_USE_CPU"] = "true"  # accelerate's multi-CPU (gloo) mode; the trainer keeps FSDP on
+        if launcher == "torchrun":
+            cmd = [
+                sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={processes}",
+                "--master-addr=127.0.0.1", f"--master-port={_free_port()}", str(WORKER), *args,
+            ]  # fmt: skip
+        else:
+            cmd = [*_fsdp_launch(processes), str(WORKER), *args]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(out.read_text())
 
 
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory) -> dict:
+    """The 1-process reference run, shared by the DDP and FSDP comparisons."""
+    return _run_worker(tmp_path_factory.mktemp("one") / "one.json", 1, 4)
+
+
 @pytest.mark.parametrize(("launcher", "backend"), [("torchrun", "MULTI_CPU"), ("fsdp", "FSDP")])
-def test_two_gloo_processes_follow_the_one_process_trajectory(tmp_path, launcher, backend):
-    one = _run_worker(tmp_path / "one.json", 1, 4)
+def test_two_gloo_processes_follow_the_one_process_trajectory(tmp_path, one_process, launcher, backend):
+    one = one_process
     two = _run_worker(tmp_path / "two.json", 2, 2, launcher)  # same global batch: 2 processes x 2 x 2 batches
     assert (one["backend"], two["backend"], two["num_processes"]) == ("NO", backend, 2)
     # One real AdamW step per intended step (2 epochs x 1), on both layouts.
@@ -170,10 +180,7 @@ def _train(tmp_path: Path, out: Path, epochs: int, nproc: int, *sets: str) -> su
     cmd = [sys.executable, *args]
     if nproc > 1:
         env["ACCELERATE_USE_CPU"] = "true"  # accelerate's multi-CPU (gloo) mode; the trainer keeps FSDP on
-        launch = ["-m", "accelerate.commands.launch", "--config_file", str(ROOT / FSDP_YAML)]
-        launch += ["--num_processes", str(nproc), "--mixed_precision", "no"]
-        launch += ["--main_process_port", str(_free_port())]
-        cmd = [sys.executable, *launch, *args]
+        cmd = [*_fsdp_launch(nproc), *args]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
 
