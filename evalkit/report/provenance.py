@@ -281,12 +281,12 @@ def partial_note(run: RunFolder) -> str | None:
     scored, planned = int(s.get("n_scored", 0) or 0), int(s.get("n_planned", 0) or 0)
     recorded = int(s.get("n_records", scored + int(s.get("n_failed") or 0)) or 0)
     limit = run.info.get("limit")
+    total = protocol_images(run) if limit is not None or recorded < planned else None
     bits = []
-    if limit is not None:
+    if limit is not None and not (total and planned >= total):  # a limit past the last prompt cuts nothing
         bits.append(f"--limit {limit}: first {limit} prompts")
     if recorded < planned:
         bits.append(f"{planned - recorded} images not judged")
-    total = protocol_images(run) if bits else None
     if not bits:
         return None
     of = f" of {total}" if total else (f" of {planned} planned" if planned else "")

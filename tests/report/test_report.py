@@ -352,6 +352,15 @@ def test_summary_records_the_protocol_size_for_n_of_n(tmp_path):
     note = next(n for n in build_table([run.root]).footnotes if n.startswith("partial runs"))
     assert note == "partial runs: m on five: 2 of 10 images scored (--limit 1: first 1 prompts)"
 
+    # A limit that reaches past the last prompt cuts nothing: the whole protocol ran, no partial note.
+    whole = Run(tmp_path / "five" / "all")
+    whole.write_info({"model": "all", "protocol": "five", "benchmark": "five", "limit": 553})
+    for sample in bench.samples():
+        for k in range(2):
+            whole.append_record({"id": f"{sample.id}/{k}", "sample_id": sample.id, "k": k, "v": 1.0})
+    pipeline.summarize(whole, bench, bench.samples())
+    assert not [n for n in build_table([whole.root]).footnotes if n.startswith("partial runs")]
+
 
 def test_judge_footnote_names_the_snapshots_the_server_answered_with(tmp_path):
     """The pinned snapshot is what was asked for; the reply cache records what actually answered."""
